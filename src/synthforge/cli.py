@@ -1,0 +1,218 @@
+"""The ``synthforge`` command: one sub-command per pipeline stage, plus ``ui``.
+
+Commands only parse options, load ``params.yaml`` and call the stage
+function; every path comes from ``dvc.yaml``. Known errors (bad params, bad
+input, a failed gate) are shown as one message and exit 1, never a
+traceback.
+
+    synthforge --help
+    dvc repro                # runs the commands in dvc.yaml
+    synthforge ui            # MLflow UI on 127.0.0.1 for this project
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from .catalog import CatalogError
+from .io import InputError
+from .params import ParamsError, load_params
+from .schema import FormatError
+from .specs import SpecError
+
+KNOWN_ERRORS: tuple[type[Exception], ...] = (ParamsError, InputError, CatalogError, SpecError, FormatError)
+
+PATH = click.Path(path_type=Path)
+EXISTING = click.Path(exists=True, path_type=Path)
+
+
+def _known_errors() -> tuple[type[Exception], ...]:
+    from .training import TrainError
+
+    return KNOWN_ERRORS + (TrainError,)
+
+
+def stage_command(fn):
+    """Wrap a stage command: ``--params`` option, known errors -> ClickException."""
+
+    @click.option("--params", "params_path", type=EXISTING, default="params.yaml", show_default=True,
+                  help="Parameters file.")
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        try:
+            return fn(*args, **kwargs)
+        except _known_errors() as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+@click.group()
+@click.version_option(package_name="synthforge")
+def main():
+    """synthforge: synthetic tool-calling data and MLX fine-tuning, as a DVC pipeline."""
+
+
+@main.command()
+@click.option("--specs", type=EXISTING, required=True, help="Folder of category specs.")
+@click.option("--tools", type=EXISTING, required=True, help="Tool catalog (JSON).")
+@click.option("--out", type=PATH, required=True, help="Output JSONL.")
+@stage_command
+def generate(specs, tools, out, params_path):
+    """Generate conversations from the category specs (template backend)."""
+    from .generate import generate as run
+
+    p = load_params(params_path)
+    result = run(specs, tools, out, p.generate, p.base.seed)
+    click.echo(f"generate: {result['rows']} rows -> {out} {result['categories']}")
+
+
+@main.command()
+@click.option("--input", "input_path", type=PATH, required=True)
+@click.option("--tools", type=EXISTING, required=True)
+@click.option("--suite", type=EXISTING, required=True, help="Great Expectations suite (JSON).")
+@click.option("--out", type=PATH, required=True, help="Rows that pass.")
+@click.option("--rejected", type=PATH, required=True, help="Quarantined rows with reasons.")
+@click.option("--report", type=PATH, required=True, help="JSON report (DVC metrics).")
+@stage_command
+def validate(input_path, tools, suite, out, rejected, report, params_path):
+    """Gate the data with the Great Expectations suite; exit 1 when it fails."""
+    from .validate import GateError, run_gate, summary
+
+    p = load_params(params_path)
+    try:
+        result = run_gate(input_path, tools, suite, out, rejected, report, p.validate)
+    except GateError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(summary(result))
+
+
+@main.command()
+@click.option("--input", "input_path", type=EXISTING, required=True)
+@click.option("--out", type=PATH, required=True)
+@click.option("--report", type=PATH, required=True)
+@stage_command
+def enhance(input_path, out, report, params_path):
+    """Score every example and repair those under enhance.min_score."""
+    from .enhance import enhance as run
+
+    p = load_params(params_path)
+    r = run(input_path, out, report, p.enhance)
+    click.echo(f"enhance: {r['rows']} rows, {r['repaired']} repaired; mean score"
+               f" {r['score_before']:.2f} -> {r['score_after']:.2f}")
+
+
+@main.command()
+@click.option("--input", "inputs", type=EXISTING, multiple=True, required=True)
+@click.option("--out", type=PATH, required=True, help="Folder for train/valid/test and stage sets.")
+@click.option("--report", type=PATH, required=True)
+@stage_command
+def merge(inputs, out, report, params_path):
+    """Dedupe, shuffle (base.seed) and split; write one folder per curriculum stage."""
+    from .merge import merge as run
+
+    p = load_params(params_path)
+    r = run(list(inputs), out, report, p.merge, p.base.seed)
+    click.echo(f"merge: {r['rows']} rows ({r['duplicates']} duplicates removed) ->"
+               f" train {r['train']}, valid {r['valid']}, test {r['test']}")
+
+
+@main.command("build-model")
+@click.option("--train", "train_path", type=EXISTING, required=True)
+@click.option("--valid", "valid_path", type=EXISTING, required=True)
+@click.option("--out", type=PATH, required=True)
+@click.option("--report", type=PATH, required=True, help="Folder for metrics, curves and run id.")
+@stage_command
+def build_model(train_path, valid_path, out, report, params_path):
+    """Build the embedded tiny model and warm it up (or reference a real model)."""
+    from .model import build_model as run
+
+    p = load_params(params_path)
+    m = run(train_path=train_path, valid_path=valid_path, out_dir=out, report_dir=report, p=p.model,
+            seed=p.base.seed, params_path=params_path)
+    click.echo(f"build-model: {m}")
+
+
+@main.command()
+@click.option("--stage", required=True, help="Curriculum stage name (a key of train.stages).")
+@click.option("--base", "base_dir", type=EXISTING, required=True)
+@click.option("--data", "data_dir", type=EXISTING, required=True)
+@click.option("--resume", "resume_dir", type=EXISTING, default=None, help="Previous stage's adapters.")
+@click.option("--prev-run", "prev_run", type=PATH, default=None, help="run.json of the stage resumed from.")
+@click.option("--out", type=PATH, required=True)
+@click.option("--report", type=PATH, required=True)
+@click.option("--checkpoints", type=PATH, default=Path("models/checkpoints"), show_default=True)
+@stage_command
+def train(stage, base_dir, data_dir, resume_dir, prev_run, out, report, checkpoints, params_path):
+    """Train one curriculum stage of LoRA adapters."""
+    from .train import train_stage
+
+    p = load_params(params_path)
+    if stage not in p.train.stages:
+        raise click.ClickException(f"--stage {stage}: not in train.stages ({', '.join(p.train.stages)})")
+    m = train_stage(stage=stage, base_dir=base_dir, data_dir=data_dir, out_dir=out, report_dir=report,
+                    checkpoint_dir=checkpoints / stage, common=p.train.common, sp=p.train.stages[stage],
+                    seed=p.base.seed, resume_dir=resume_dir, prev_run_file=prev_run, params_path=params_path)
+    click.echo(f"train {stage}: val_loss {m['val_loss']:.4f}, {m['dropped_too_long']} dropped as too long")
+
+
+@main.command()
+@click.option("--base", "base_dir", type=EXISTING, required=True)
+@click.option("--data", "data_dir", type=EXISTING, required=True)
+@click.option("--adapters", multiple=True, required=True, help="NAME=FOLDER, in curriculum order.")
+@click.option("--prev-run", "prev_run", type=PATH, default=None)
+@click.option("--report", type=PATH, required=True)
+@stage_command
+def evaluate(base_dir, data_dir, adapters, prev_run, report, params_path):
+    """Losses and tool-call accuracy of the base model and every stage."""
+    from .evaluate import evaluate as run
+
+    p = load_params(params_path)
+    named = {}
+    for item in adapters:
+        name, _, folder = item.partition("=")
+        if not folder:
+            raise click.ClickException(f"--adapters {item!r}: expected NAME=FOLDER")
+        named[name] = Path(folder)
+    r = run(base_dir=base_dir, data_dir=data_dir, adapters=named, report_path=report, p=p.evaluate,
+            max_seq_length=p.train.common.max_seq_length, prev_run_file=prev_run, params_path=params_path)
+    for name in ["base", *named]:
+        m = r[name]
+        click.echo(f"evaluate {name}: valid_loss {m['valid_loss']:.4f} test_loss {m['test_loss']:.4f}"
+                   f" parse {m['call_parse_rate']:.2f} tool_name {m['tool_name_accuracy']:.2f}"
+                   f" args_valid {m['args_valid_rate']:.2f}")
+
+
+@main.command()
+@click.option("--port", default=5000, show_default=True)
+def ui(port):
+    """Start the MLflow UI on 127.0.0.1 against this project's tracking store."""
+    from .tracking import project_root, tracking_uri
+
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(),
+           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    click.echo(f"MLflow UI for {project_root()} at http://127.0.0.1:{port} (Ctrl-C to stop)")
+    with contextlib.suppress(KeyboardInterrupt):
+        subprocess.run(cmd, env=env, check=False)
+
+
+MLX_COMMANDS = {"build-model", "train", "evaluate"}
+
+
+def entry():
+    """Console entry point: preload a fast BLAS for MLX stages, then run the CLI."""
+    from . import blas
+
+    if len(sys.argv) > 1 and sys.argv[1] in MLX_COMMANDS:
+        blas.reexec_with_fast_blas(sys.argv)
+        click.echo(blas.notice(), err=True)
+    main(prog_name="synthforge")

@@ -1,0 +1,142 @@
+"""Streaming JSONL input and atomic output.
+
+Reading never raises on a bad line: each line comes back as a ``Line`` with
+either the parsed object or a reason naming what is wrong, so stages can
+quarantine the row instead of crashing. Writing goes to a temporary file in
+the same folder and is renamed into place, so a crash never leaves a half
+file for DVC to cache.
+
+    >>> for line in read_jsonl("data/generated/generated.jsonl"):
+    ...     print(line.where, line.error or line.row.keys())
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+
+class InputError(Exception):
+    """An input file cannot be read at all (missing, a folder, unreadable)."""
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line of a JSONL file: the parsed row, or why it could not be parsed."""
+
+    path: str
+    lineno: int
+    row: dict | None
+    error: str | None = None
+    text: str = ""
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.lineno}"
+
+
+def read_jsonl(path: str | Path) -> Iterator[Line]:
+    """Yield every non-blank line of ``path`` as a :class:`Line`.
+
+    Handles a UTF-8 byte-order mark and CRLF line ends; invalid UTF-8,
+    invalid JSON and non-object lines come back with ``error`` set.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, expected a JSONL file")
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            line = _parse(str(path), lineno, raw)
+            if line is not None:
+                yield line
+
+
+def _parse(path: str, lineno: int, raw: bytes) -> Line | None:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Line(path, lineno, None, f"invalid UTF-8 at byte {exc.start}", repr(raw[:200]))
+    text = text.rstrip("\r\n")
+    if not text.strip():
+        return None
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return Line(path, lineno, None, f"invalid JSON: {exc.msg} at column {exc.colno}", text)
+    if not isinstance(row, dict):
+        return Line(path, lineno, None, f"expected a JSON object, got {type(row).__name__}", text)
+    return Line(path, lineno, row, None, text)
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    """Read a file written by this project; any bad line is an error naming it."""
+    rows = []
+    for line in read_jsonl(path):
+        if line.error:
+            raise InputError(f"{line.where}: {line.error}")
+        rows.append(line.row)
+    return rows
+
+
+def dumps(row: Any) -> str:
+    """The one JSON serialisation used for every output row (stable, UTF-8)."""
+    return json.dumps(row, ensure_ascii=False, separators=(",", ":"))
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "w"):
+    """Open a temporary file beside ``path``; rename it over ``path`` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8", newline=None if "b" in mode else "\n") as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
+    """Write ``rows`` atomically, one JSON object per line; return the count."""
+    count = 0
+    with atomic_open(path) as fh:
+        for row in rows:
+            fh.write(dumps(row))
+            fh.write("\n")
+            count += 1
+    return count
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write a JSON document (reports, metrics) atomically, pretty-printed."""
+    with atomic_open(path) as fh:
+        json.dump(obj, fh, indent=2, sort_keys=True, ensure_ascii=False)
+        fh.write("\n")
+
+
+def file_md5(path: str | Path) -> str:
+    """MD5 of a file's bytes: the hash DVC 3 records for a file."""
+    digest = hashlib.md5()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def content_hash(obj: Any) -> str:
+    """Stable hash of a JSON-serialisable value (for exact-duplicate detection)."""
+    text = json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -1,0 +1,238 @@
+"""Typed sections of ``params.yaml``.
+
+Each pipeline stage reads one section (plus ``base``) into a frozen
+dataclass. Unknown keys, missing keys and wrong types are errors that name
+the key, so a typo in ``params.yaml`` fails before any compute is spent.
+
+    >>> from synthforge.params import load_params
+    >>> p = load_params("params.yaml")
+    >>> p.train.stages["stage1"].iters
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ParamsError(ValueError):
+    """A params.yaml value is missing, unknown or of the wrong type."""
+
+
+@dataclass(frozen=True)
+class BaseParams:
+    seed: int = field(default=42, metadata={"help": "Seed shared by every stage."})
+
+
+@dataclass(frozen=True)
+class GenerateParams:
+    backend: str = field(metadata={"help": "Row generator: 'template' (deterministic, no model)."})
+    categories: dict[str, int] = field(metadata={"help": "Rows to generate per category spec."})
+    tools_per_example: int = field(default=4, metadata={"help": "Tools rendered per row: those it calls plus distractors."})
+    faults: dict[str, float] = field(default_factory=dict, metadata={"help": "Fraction of rows deliberately broken, per fault kind (for testing the gates)."})
+
+
+@dataclass(frozen=True)
+class ValidateParams:
+    max_rejected_fraction: float = field(metadata={"help": "The gate fails when more rows than this are rejected."})
+    min_user_chars: int = field(default=8, metadata={"help": "Shortest acceptable user message."})
+    min_assistant_chars: int = field(default=2, metadata={"help": "Shortest acceptable assistant text (when it has no tool calls)."})
+
+
+@dataclass(frozen=True)
+class EnhanceParams:
+    min_score: float = field(metadata={"help": "Rows scoring under this mean (1-5) get rule-based repairs."})
+
+
+@dataclass(frozen=True)
+class MergeParams:
+    valid_fraction: float = field(metadata={"help": "Share of rows in valid.jsonl."})
+    test_fraction: float = field(metadata={"help": "Share of rows in test.jsonl."})
+    curriculum: dict[str, list[str]] = field(metadata={"help": "Categories per curriculum stage; 'all' means every category."})
+
+
+@dataclass(frozen=True)
+class WarmupParams:
+    iters: int = field(metadata={"help": "Full-parameter warm-up iterations of the embedded model."})
+    learning_rate: float = field(metadata={"help": "Peak learning rate (10% linear warm-up, then cosine)."})
+    batch_size: int = field(default=8, metadata={"help": "Warm-up batch size."})
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    name: str = field(metadata={"help": "'embedded' builds the tiny default; otherwise an MLX model id or path."})
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    intermediate_size: int = 256
+    vocab_size: int = 2048
+    max_seq_length: int = field(default=1024, metadata={"help": "Longest rendered example used for the warm-up."})
+    warmup: WarmupParams = field(default_factory=lambda: WarmupParams(iters=0, learning_rate=3.0e-3))
+
+
+@dataclass(frozen=True)
+class TrainCommon:
+    batch_size: int = field(metadata={"help": "Examples per step."})
+    max_seq_length: int = field(metadata={"help": "Longer examples are dropped (and counted), never truncated."})
+    lora_rank: int = 16
+    lora_scale: float = 20.0
+    lora_dropout: float = 0.0
+    lora_layers: int = field(default=-1, metadata={"help": "Blocks that get LoRA, from the last; -1 = all."})
+    grad_checkpoint: bool = False
+    steps_per_report: int = 10
+    steps_per_eval: int = 50
+    save_every: int = field(default=50, metadata={"help": "Checkpoint (adapters + optimizer + iteration) interval."})
+    val_batches: int = field(default=-1, metadata={"help": "Validation batches per evaluation; -1 = the whole set."})
+    warmup_fraction: float = field(default=0.1, metadata={"help": "Share of a stage's iterations with linear LR warm-up."})
+    samples: int = field(default=3, metadata={"help": "Sample generations logged per stage."})
+
+
+@dataclass(frozen=True)
+class StageParams:
+    iters: int
+    learning_rate: float
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    common: TrainCommon
+    stages: dict[str, StageParams]
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    max_prompts: int = field(metadata={"help": "Held-out prompts used for tool-call metrics."})
+    max_tokens: int = field(default=96, metadata={"help": "Generation budget per prompt."})
+    batch_size: int = 8
+
+
+@dataclass(frozen=True)
+class Params:
+    base: BaseParams
+    generate: GenerateParams
+    validate: ValidateParams
+    enhance: EnhanceParams
+    merge: MergeParams
+    model: ModelParams
+    train: TrainParams
+    evaluate: EvaluateParams
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and check the whole of ``params.yaml``."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    params = build(Params, raw, str(path))
+    _check_cross_sections(params, str(path))
+    return params
+
+
+def build(cls: type, raw: Any, where: str) -> Any:
+    """Build dataclass ``cls`` from ``raw``, checking keys and types."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{where}: expected a mapping, got {_kind(raw)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ParamsError(
+            f"{where}.{unknown[0]}: unknown key (allowed: {', '.join(fields)})"
+        )
+    values = {}
+    for name, f in fields.items():
+        key = f"{where}.{name}"
+        if name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ParamsError(f"{key}: missing required key")
+            continue
+        values[name] = _convert(hints[name], raw[name], key)
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value, key)
+    origin = typing.get_origin(hint)
+    if origin is dict:
+        _, val_hint = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise ParamsError(f"{key}: expected a mapping, got {_kind(value)}")
+        return {str(k): _convert(val_hint, v, f"{key}.{k}") for k, v in value.items()}
+    if origin is list:
+        (item_hint,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ParamsError(f"{key}: expected a list, got {_kind(value)}")
+        return [_convert(item_hint, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(hint):
+            try:
+                return _convert(option, value, key)
+            except ParamsError as exc:
+                errors.append(str(exc))
+        raise ParamsError(errors[0])
+    return _scalar(hint, value, key)
+
+
+def _scalar(hint: Any, value: Any, key: str) -> Any:
+    if hint is type(None):
+        if value is None:
+            return None
+    elif hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            raise ParamsError(
+                f"{key}: expected a number, got the string {value!r}"
+                " (YAML reads 1e-5 as a string: write 1.0e-5)"
+            )
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    name = getattr(hint, "__name__", str(hint))
+    raise ParamsError(f"{key}: expected {name}, got {_kind(value)} {value!r}")
+
+
+def _kind(value: Any) -> str:
+    return type(value).__name__
+
+
+def _check_cross_sections(p: Params, where: str) -> None:
+    curriculum, stages = list(p.merge.curriculum), list(p.train.stages)
+    if curriculum != stages:
+        raise ParamsError(
+            f"{where}: merge.curriculum stages {curriculum} and train.stages {stages}"
+            " must name the same stages in the same order"
+        )
+    common = p.train.common
+    if common.save_every % common.steps_per_report:
+        raise ParamsError(
+            f"{where}.train.common.save_every: {common.save_every} must be a multiple"
+            f" of train.common.steps_per_report ({common.steps_per_report})"
+        )
+    for name, count in p.generate.categories.items():
+        if count < 0:
+            raise ParamsError(f"{where}.generate.categories.{name}: must be >= 0, got {count}")
+    fractions = p.merge.valid_fraction + p.merge.test_fraction
+    if not 0 <= fractions < 1:
+        raise ParamsError(
+            f"{where}.merge: valid_fraction + test_fraction must be in [0, 1), got {fractions}"
+        )
