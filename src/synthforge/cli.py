@@ -85,14 +85,18 @@ def generate(specs, tools, out, params_path):
 @stage_command
 def validate(input_path, tools, suite, out, rejected, report, params_path):
     """Gate the data with the Great Expectations suite; exit 1 when it fails."""
+    from rich import print as rprint
+
     from .validate import GateError, run_gate, summary
 
     p = load_params(params_path)
     try:
         result = run_gate(input_path, tools, suite, out, rejected, report, p.validate)
     except GateError as exc:
+        if getattr(exc, "result", None) is not None:
+            rprint(summary(exc.result))
         raise click.ClickException(str(exc)) from None
-    click.echo(summary(result))
+    rprint(summary(result))
 
 
 @main.command()

@@ -28,6 +28,7 @@ EXPERIMENT = "synthforge"
 VERSION_TAG = "synthforge.pipeline_version"
 STAGE_TAG = "synthforge.stage"
 RESUMED_TAG = "synthforge.resumed_from_run"
+ROLE_TAG = "synthforge.role"
 
 
 def _mlflow():
@@ -87,12 +88,13 @@ def experiment_id(c) -> str:
 
 def parent_run(c, exp_id: str, version: str) -> str:
     """The parent run of this pipeline version (created on first use)."""
-    found = c.search_runs([exp_id], filter_string=f"tags.`{VERSION_TAG}` = '{version}'",
+    query = f"tags.`{VERSION_TAG}` = '{version}' and tags.`{ROLE_TAG}` = 'pipeline'"
+    found = c.search_runs([exp_id], filter_string=query,
                           max_results=1, order_by=["attributes.start_time DESC"])
     if found:
         return found[0].info.run_id
     run = c.create_run(exp_id, run_name=f"pipeline-{version[:8]}",
-                       tags={VERSION_TAG: version, "mlflow.source.git.commit": git_commit()})
+                       tags={VERSION_TAG: version, ROLE_TAG: "pipeline", "mlflow.source.git.commit": git_commit()})
     return run.info.run_id
 
 
@@ -104,7 +106,7 @@ def stage_run(stage: str, params: dict[str, Any], *, resumed_from: str | None = 
     exp_id = experiment_id(c)
     version = pipeline_version(params_path)
     parent = parent_run(c, exp_id, version)
-    tags = {"mlflow.parentRunId": parent, VERSION_TAG: version, STAGE_TAG: stage,
+    tags = {"mlflow.parentRunId": parent, VERSION_TAG: version, STAGE_TAG: stage, ROLE_TAG: "stage",
             "mlflow.source.git.commit": git_commit()}
     if resumed_from:
         tags[RESUMED_TAG] = resumed_from

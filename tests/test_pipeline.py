@@ -1,0 +1,153 @@
+"""End to end: `dvc repro` on a tiny config in a fresh copy of the project.
+
+One module-scoped run of the whole pipeline (generate -> ... -> evaluate), then
+checks on what it left: outputs, MLflow runs, a no-op second repro, a stage-3
+change that re-runs only stage 3 and evaluate, mlx_lm accepting the splits, and
+a gate failure that stops `dvc repro` at validate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+COPY = ["dvc.yaml", "params.yaml", ".dvcignore", ".dvc/config", ".dvc/.gitignore", "src", "data", "expectations"]
+
+
+def tiny_params(raw: dict) -> dict:
+    raw["generate"]["categories"] = {"tool_usage": 30, "powertools": 30, "agentic_skills": 6}
+    raw["generate"]["tools_per_example"] = 2
+    raw["merge"]["curriculum"] = {"stage1": ["powertools"], "stage2": ["powertools", "tool_usage"], "stage3": ["all"]}
+    raw["model"].update(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64,
+                        vocab_size=600, max_seq_length=2048)
+    raw["model"]["warmup"] = {"iters": 4, "learning_rate": 3.0e-3, "batch_size": 4}
+    raw["train"]["common"].update(batch_size=2, max_seq_length=2048, lora_rank=4, steps_per_report=2,
+                                  steps_per_eval=4, save_every=2, val_batches=2, samples=1)
+    raw["train"]["stages"] = {name: {"iters": 2, "learning_rate": 1.0e-3} for name in ("stage1", "stage2", "stage3")}
+    raw["evaluate"] = {"max_prompts": 2, "max_tokens": 8, "batch_size": 2}
+    return raw
+
+
+ENV: dict[str, str] = {}
+
+
+def sh(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, **ENV, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(list(args), cwd=project, env=env, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode:
+        raise AssertionError(f"{args} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def repro(project: Path, check: bool = True) -> subprocess.CompletedProcess:
+    return sh(project, sys.executable, "-m", "dvc", "repro", check=check)
+
+
+def set_params(project: Path, change) -> None:
+    path = project / "params.yaml"
+    raw = yaml.safe_load(path.read_text())
+    change(raw)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    state = tmp_path_factory.mktemp("state")
+    ENV.update({"MLFLOW_TRACKING_URI": f"sqlite:///{state / 'mlflow.db'}", "DVC_NO_ANALYTICS": "1",
+                "MLFLOW_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1",
+                "DVC_GLOBAL_CONFIG_DIR": str(state / "dvc"), "DVC_SITE_CACHE_DIR": str(state / "site")})
+    project = tmp_path_factory.mktemp("project")
+    for name in COPY:
+        src, dst = ROOT / name, project / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(src, dst) if src.is_dir() else shutil.copy2(src, dst)
+    set_params(project, tiny_params)
+    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"]):
+        sh(project, "git", *args)
+    first = repro(project)
+    yield project, first
+    ENV.clear()
+
+
+def test_repro_builds_every_output(project):
+    root, first = project
+    for stage in ("generate", "validate", "enhance", "merge", "build-model", "train-stage1",
+                  "train-stage2", "train-stage3", "evaluate"):
+        assert f"Running stage '{stage}'" in first.stdout
+    for name in ("train", "valid", "test"):
+        assert (root / "data" / "splits" / f"{name}.jsonl").stat().st_size > 0
+    report = json.loads((root / "reports" / "evaluate.json").read_text())
+    assert set(report) >= {"base", "stage1", "stage2", "stage3"}
+    assert 0 <= report["stage3"]["tool_name_accuracy"] <= 1 and report["stage3"]["prompts"] == 2
+    gate = json.loads((root / "reports" / "validate.json").read_text())
+    assert gate["rows_in"] == gate["kept"] + gate["rejected"] == 66
+
+
+def test_mlflow_has_one_parent_with_nested_stage_runs(project):
+    client = mlflow.MlflowClient(tracking_uri=ENV["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("synthforge")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1
+    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id}
+    assert set(children) == {"warmup", "stage1", "stage2", "stage3", "evaluate"}
+    for name in ("stage1", "stage2", "stage3"):
+        run = children[name]
+        assert run.data.params["stage"] == name and "train_loss" in run.data.metrics
+        assert client.list_artifacts(run.info.run_id, "adapters")
+    assert children["stage2"].data.tags["synthforge.resumed_from_run"] == children["stage1"].info.run_id
+    assert children["stage1"].data.tags["synthforge.resumed_from_run"] == children["warmup"].info.run_id
+
+
+def test_second_repro_does_nothing(project):
+    root, _ = project
+    again = repro(root)
+    assert "Running stage" not in again.stdout
+
+
+def test_mlx_lm_accepts_merge_output_unchanged(project, tmp_path):
+    root, _ = project
+    proc = sh(root, str(BIN / "mlx_lm.lora"), "--model", "models/base", "--train", "--data", "data/splits",
+              "--iters", "1", "--batch-size", "2", "--num-layers", "-1", "--val-batches", "1",
+              "--adapter-path", str(tmp_path / "adapters"), "--max-seq-length", "2048")
+    assert (tmp_path / "adapters" / "adapters.safetensors").exists(), proc.stdout[-2000:]
+
+
+def test_generate_with_adapters(project):
+    root, _ = project
+    proc = sh(root, str(BIN / "mlx_lm.generate"), "--model", "models/base", "--adapter-path",
+              "models/adapters/stage3", "--prompt", "Where is parse_config defined?", "--max-tokens", "4")
+    assert "Generation:" in proc.stdout + proc.stderr
+
+
+def test_stage3_change_reruns_only_stage3_and_evaluate(project):
+    root, _ = project
+    set_params(root, lambda raw: raw["train"]["stages"]["stage3"].update(iters=4))
+    out = repro(root).stdout
+    ran = [line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")]
+    assert ran == ["train-stage3", "evaluate"]
+
+
+def test_broken_arguments_stop_repro_at_validate(project):
+    root, _ = project
+    before = (root / "reports" / "evaluate.json").read_bytes()
+    set_params(root, lambda raw: raw["generate"].update(faults={"broken_arguments": 0.3}))
+    proc = repro(root, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "tool_arguments_parse" in out
+    assert "data/generated/generated.jsonl:" in out
+    assert "Running stage 'enhance'" not in out
+    assert (root / "reports" / "evaluate.json").read_bytes() == before
