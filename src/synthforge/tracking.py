@@ -19,6 +19,7 @@ import hashlib
 import os
 import subprocess
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -159,7 +160,9 @@ class StageRun:
         })
         from mlflow.entities import DatasetInput, InputTag
 
-        dataset = mlflow.data.from_pandas(frame, source=str(path), name=str(path), digest=digest[:36])
+        with warnings.catch_warnings():  # "source can be interpreted in multiple ways": both are local files
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_pandas(frame, source=str(path), name=str(path), digest=digest[:36])
         tag = InputTag(key="mlflow.data.context", value=context)
         self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[tag])])
 
