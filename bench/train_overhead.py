@@ -6,7 +6,8 @@ it reports the in-loop iterations/s (mean over report windows after the first,
 which includes compilation), tokens/s (iterations/s x mean real tokens per
 batch, the same factor for both), and the whole command's wall time.
 synthforge's own iterations/s come from the MLflow run it logs; bare mlx-lm's
-from a ``TrainingCallback`` passed to ``mlx_lm.lora.train_model``.
+from a ``TrainingCallback`` passed to ``mlx_lm.lora.train_model``. Both use the
+same BLAS (the one ``synthforge`` preloads for itself on Linux).
 
 Run after ``dvc repro`` (it needs models/base and data/splits):
 
@@ -24,6 +25,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+MAX_SEQ = 4096  # both keep every example (synthforge drops longer ones, mlx-lm truncates)
 
 BARE = r"""
 import json, sys, types
@@ -44,13 +47,20 @@ print("ITS " + json.dumps(rec.its))
 """
 
 
+def fast_library() -> str | None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from synthforge.blas import fast_library as find
+
+    return find()
+
+
 def mean_tokens_per_example(base: Path, data: Path) -> float:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from synthforge import model
     from synthforge.training import encode_rows
 
     _, tokenizer = model.load(base)
-    examples, _, _ = encode_rows(tokenizer, data / "train.jsonl", 10**9)
+    examples = encode_rows(tokenizer, data / "train.jsonl", 10**9).examples
     return statistics.mean(len(e) for e in examples)
 
 
@@ -60,7 +70,7 @@ def run_synthforge(base: Path, data: Path, iters: int, batch: int, rank: int, wo
     import yaml
 
     raw = yaml.safe_load(text)
-    raw["train"]["common"].update(batch_size=batch, lora_rank=rank, steps_per_report=10,
+    raw["train"]["common"].update(batch_size=batch, lora_rank=rank, steps_per_report=10, max_seq_length=MAX_SEQ,
                                   steps_per_eval=10**6, save_every=10**6 - 10**6 % 10, samples=0)
     raw["train"]["stages"]["stage1"] = {"iters": iters, "learning_rate": 2.0e-4}
     params.write_text(yaml.safe_dump(raw))
@@ -83,10 +93,15 @@ def run_bare(base: Path, data: Path, iters: int, batch: int, rank: int, work: Pa
     cfg = {"model": str(base), "train": True, "data": str(data), "iters": iters, "batch_size": batch,
            "num_layers": -1, "lora_parameters": {"rank": rank, "scale": 20.0, "dropout": 0.0},
            "learning_rate": 2.0e-4, "steps_per_report": 10, "steps_per_eval": 10**6, "val_batches": 1,
-           "save_every": 10**6, "adapter_path": str(work / "bare-adapters"), "max_seq_length": 4096,
+           "save_every": 10**6, "adapter_path": str(work / "bare-adapters"), "max_seq_length": MAX_SEQ,
            "mask_prompt": False, "seed": 42}
+    env = dict(os.environ)
+    lib = fast_library()  # the same BLAS that the synthforge command preloads for itself
+    if lib:
+        env["LD_PRELOAD"] = ":".join(p for p in (lib, env.get("LD_PRELOAD", "")) if p)
     tic = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", BARE, json.dumps(cfg)], check=True, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", BARE, json.dumps(cfg)], check=True, capture_output=True, text=True,
+                         env=env)
     wall = time.perf_counter() - tic
     line = next(l for l in out.stdout.splitlines() if l.startswith("ITS "))
     return json.loads(line[4:]), wall

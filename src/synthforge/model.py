@@ -162,14 +162,15 @@ def warm_up(folder: Path, train_path: Path, valid_path: Path, report_dir: Path, 
     mx.random.seed(seed)
     model, tokenizer = load(folder)
     model.unfreeze()
-    train_set, dropped, _ = encode_rows(tokenizer, train_path, p.max_seq_length)
-    val_set, _, _ = encode_rows(tokenizer, valid_path, p.max_seq_length)
+    train = encode_rows(tokenizer, train_path, p.max_seq_length)
+    train_set, dropped = train.examples, train.dropped
+    val_set = encode_rows(tokenizer, valid_path, p.max_seq_length).examples
     lm_set = [Encoded(e.ids, [True] * len(e.ids)) for e in train_set]
     inputs = {str(train_path): io.file_md5(train_path), str(valid_path): io.file_md5(valid_path)}
     params = {"stage": "warmup", "model": asdict(p), "seed": seed, "vocab_size_trained": tokenizer.vocab_size,
               "dvc_md5": inputs, "examples.train": len(train_set), "dropped_too_long": dropped}
     with stage_run("warmup", params, params_path=params_path) as run:
-        run.log_dataset(train_path, io.read_rows(train_path), inputs[str(train_path)], "training")
+        run.log_dataset(train_path, train.rows, inputs[str(train_path)], "training")
         curves = Curves()
         if w.iters:
             optimizer = build_optimizer(w.learning_rate, w.iters, 0.1, weight_decay=0.01)

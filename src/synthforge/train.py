@@ -110,8 +110,8 @@ def train_stage(*, stage: str, base_dir: Path, data_dir: Path, out_dir: Path, re
     if resume_dir:
         load_adapter_weights(model, resume_dir / "adapters.safetensors")
 
-    train_set, dropped_train, n_train = encode_rows(tokenizer, data_dir / "train.jsonl", common.max_seq_length)
-    val_set, dropped_val, n_val = encode_rows(tokenizer, data_dir / "valid.jsonl", common.max_seq_length)
+    train, valid = (encode_rows(tokenizer, data_dir / f"{n}.jsonl", common.max_seq_length) for n in ("train", "valid"))
+    train_set, val_set = train.examples, valid.examples
     inputs = {f"{data_dir}/{n}": io.file_md5(data_dir / n) for n in ("train.jsonl", "valid.jsonl")}
     prev = json.loads(prev_run_file.read_text()) if prev_run_file and prev_run_file.exists() else {}
     fp = fingerprint(stage_params_dict(stage, common, sp), seed, inputs, folder_digest(base_dir),
@@ -125,11 +125,11 @@ def train_stage(*, stage: str, base_dir: Path, data_dir: Path, out_dir: Path, re
     params = {**stage_params_dict(stage, common, sp), "model": config["model"], "seed": seed,
               "dvc_md5": inputs, "resumed_from_adapters": str(resume_dir or ""),
               "examples.train": len(train_set), "examples.valid": len(val_set),
-              "dropped_too_long.train": dropped_train, "dropped_too_long.valid": dropped_val,
+              "dropped_too_long.train": train.dropped, "dropped_too_long.valid": valid.dropped,
               "resumed_at_iteration": done}
     with stage_run(stage, params, resumed_from=prev.get("run_id"), params_path=params_path) as run:
-        run.log_dataset(data_dir / "train.jsonl", io.read_rows(data_dir / "train.jsonl"), inputs[f"{data_dir}/train.jsonl"], "training")
-        run.log_dataset(data_dir / "valid.jsonl", io.read_rows(data_dir / "valid.jsonl"), inputs[f"{data_dir}/valid.jsonl"], "validation")
+        run.log_dataset(data_dir / "train.jsonl", train.rows, inputs[f"{data_dir}/train.jsonl"], "training")
+        run.log_dataset(data_dir / "valid.jsonl", valid.rows, inputs[f"{data_dir}/valid.jsonl"], "validation")
         curves = Curves(offset + done)
         callback = Fanout(curves, MLflowCallback(run, offset + done),
                           Checkpointer(checkpoint_dir, model, optimizer, common.save_every, done, fp=fp))
@@ -146,7 +146,7 @@ def train_stage(*, stage: str, base_dir: Path, data_dir: Path, out_dir: Path, re
             "tokens_per_second": curves.last.get("tokens_per_second", float("nan")),
             "iters": sp.iters, "resumed_at_iteration": done,
             "examples_train": len(train_set), "examples_valid": len(val_set),
-            "dropped_too_long": dropped_train + dropped_val, "rows_train": n_train, "rows_valid": n_val,
+            "dropped_too_long": train.dropped + valid.dropped, "rows_train": len(train.rows), "rows_valid": len(valid.rows),
         }
         run.log_metrics({"final_val_loss": metrics["val_loss"]}, step=offset + sp.iters)
         run.log_artifacts(out_dir, "adapters")

@@ -12,6 +12,7 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
+from typing import NamedTuple
 
 from . import io
 from .chat import encode
@@ -22,8 +23,16 @@ class TrainError(RuntimeError):
     """A stage cannot start or continue; the message says why and what to do."""
 
 
-def encode_rows(tokenizer, path: Path, max_seq_length: int) -> tuple[list, int, int]:
-    """Encoded examples of a split, the number dropped as too long, and rows read."""
+class Split(NamedTuple):
+    """One split read once: its encoded examples, how many were too long, and the rows."""
+
+    examples: list
+    dropped: int
+    rows: list[dict]
+
+
+def encode_rows(tokenizer, path: Path, max_seq_length: int) -> Split:
+    """Read and encode a split; examples over ``max_seq_length`` are dropped and counted."""
     rows = io.read_rows(path)
     kept, dropped = [], 0
     for n, row in enumerate(rows, start=1):
@@ -35,7 +44,7 @@ def encode_rows(tokenizer, path: Path, max_seq_length: int) -> tuple[list, int, 
             dropped += 1
         elif example.trained:
             kept.append(example)
-    return kept, dropped, len(rows)
+    return Split(kept, dropped, rows)
 
 
 def fingerprint(*parts) -> str:
