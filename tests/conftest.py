@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CATALOG = ROOT / "data" / "tools" / "coding_agent.json"
-SPECS = ROOT / "data" / "specs"
+SPECS = ROOT / "data" / "specs" / "coding_agent"
 
 
 @pytest.fixture(autouse=True)

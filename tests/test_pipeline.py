@@ -102,7 +102,8 @@ def test_mlflow_has_one_parent_with_nested_stage_runs(project):
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 1
     children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id}
-    assert set(children) == {"warmup", "stage1", "stage2", "stage3", "evaluate"}
+    assert set(children) == {"generate", "warmup", "stage1", "stage2", "stage3", "evaluate"}
+    assert children["generate"].data.metrics["rows"] == 66 and "distinct_3" in children["generate"].data.metrics
     for name in ("stage1", "stage2", "stage3"):
         run = children[name]
         assert run.data.params["stage"] == name and "train_loss" in run.data.metrics

@@ -34,9 +34,10 @@ EXISTING = click.Path(exists=True, path_type=Path)
 
 
 def _known_errors() -> tuple[type[Exception], ...]:
+    from .llm import BackendError
     from .training import TrainError
 
-    return KNOWN_ERRORS + (TrainError,)
+    return KNOWN_ERRORS + (TrainError, BackendError)
 
 
 def stage_command(fn):
@@ -65,14 +66,67 @@ def main():
 @click.option("--specs", type=EXISTING, required=True, help="Folder of category specs.")
 @click.option("--tools", type=EXISTING, required=True, help="Tool catalog (JSON).")
 @click.option("--out", type=PATH, required=True, help="Output JSONL.")
+@click.option("--rejected", type=PATH, help="Unusable model replies, with reasons (openai backend).")
+@click.option("--report", type=PATH, help="Counts and diversity metrics (JSON, DVC metrics).")
+@click.option("--capabilities", type=PATH, help="Capability coverage table (Markdown).")
+@click.option("--cache", type=PATH, help="Reply cache (JSONL) of the openai backend; makes re-runs free.")
+@click.option("--track/--no-track", default=True, show_default=True, help="Log a 'generate' run to MLflow.")
 @stage_command
-def generate(specs, tools, out, params_path):
-    """Generate conversations from the category specs (template backend)."""
+def generate(specs, tools, out, rejected, report, capabilities, cache, track, params_path):
+    """Generate conversations from the category specs (template or openai backend)."""
+    from dataclasses import asdict
+
+    from . import diversity
     from .generate import generate as run
+    from .io import atomic_open
 
     p = load_params(params_path)
-    result = run(specs, tools, out, p.generate, p.base.seed)
-    click.echo(f"generate: {result['rows']} rows -> {out} {result['categories']}")
+    result = run(specs, tools, out, p.generate, p.base.seed, rejected_path=rejected, report_path=report,
+                 cache_path=cache)
+    table = diversity.capability_table(result)
+    if capabilities:
+        with atomic_open(capabilities) as fh:
+            fh.write(table)
+    click.echo(f"generate: {result['requested']} requested = {result['kept']} kept + {result['rejected']} rejected -> {out}")
+    click.echo(f"  unique prompts {result['unique_prompt_ratio']}, distinct-2 {result['distinct_2']},"
+               f" distinct-3 {result['distinct_3']}, parallel-call rows {result['parallel_call_examples']}")
+    if result["requests"]:
+        click.echo(f"  requests {result['requests']}")
+    if track:
+        from .tracking import log_generation
+
+        log_generation(result, {"base.seed": p.base.seed, "generate": asdict(p.generate)}, table,
+                       params_path=params_path)
+
+
+@main.command("check-spec")
+@click.option("--specs", type=EXISTING, required=True, help="Folder of category specs.")
+@click.option("--tools", type=EXISTING, required=True, help="Tool catalog (JSON).")
+@click.option("--category", required=True, help="Category (spec file stem) to check.")
+@click.option("--rows", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--show-sample/--no-sample", default=False, help="Print one generated row.")
+def check_spec_command(specs, tools, category, rows, seed, show_sample):
+    """Generate one category and report validity, diversity and length (for spec authors)."""
+    import json
+
+    from .speccheck import check_spec
+
+    result = check_spec(specs, tools, category, rows, seed)
+    m = result["metrics"]
+    click.echo(f"{category}: {result['rows']} rows, {len(result['problems'])} gate problems")
+    for problem in result["problems"][:10]:
+        click.echo(f"  {problem}")
+    click.echo(f"unique_prompt_ratio {m['unique_prompt_ratio']}  distinct_2 {m['distinct_2']}  distinct_3 {m['distinct_3']}")
+    click.echo(f"rendered chars: {result['rendered_chars']}  turns: {m['turns_per_example']}")
+    click.echo(f"subcategories: {m['subcategories']}")
+    click.echo(f"capabilities: { {k: v for k, v in m['capabilities'].items() if v} }")
+    click.echo(f"variation: {m['variation']}")
+    click.echo(f"tools called: {m['tools']}")
+    if show_sample:
+        click.echo(json.dumps(result["sample"], indent=1, ensure_ascii=False))
+    if result["problems"]:
+        raise SystemExit(1)
 
 
 @main.command()

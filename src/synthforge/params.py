@@ -31,11 +31,26 @@ class BaseParams:
 
 
 @dataclass(frozen=True)
+class OpenAIParams:
+    base_url: str = field(default="http://127.0.0.1:8080/v1", metadata={"help": "OpenAI-compatible endpoint (env SYNTHFORGE_LLM_BASE_URL overrides)."})
+    model: str = field(default="default_model", metadata={"help": "Model name sent to the server ('default_model' = what mlx_lm.server was started with; env SYNTHFORGE_LLM_MODEL overrides)."})
+    api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the key; the key is never logged."})
+    temperature: float = 0.7
+    max_tokens: int = 1536
+    concurrency: int = field(default=4, metadata={"help": "Requests in flight at once."})
+    timeout_s: float = 120.0
+    max_retries: int = 5
+    backoff_s: float = field(default=1.0, metadata={"help": "First retry delay; doubles per attempt (with jitter)."})
+
+
+@dataclass(frozen=True)
 class GenerateParams:
-    backend: str = field(metadata={"help": "Row generator: 'template' (deterministic, no model)."})
-    categories: dict[str, int] = field(metadata={"help": "Rows to generate per category spec."})
+    backend: str = field(metadata={"help": "Row generator: 'template' (deterministic, no model) or 'openai'."})
+    categories: dict[str, int | dict[str, int]] = field(metadata={"help": "Rows per category spec, or per sub-category of it."})
+    tools: str = field(default="coding_agent", metadata={"help": "Agent: dvc.yaml reads data/tools/<tools>.json and data/specs/<tools>/."})
     tools_per_example: int = field(default=4, metadata={"help": "Tools rendered per row: those it calls plus distractors."})
     faults: dict[str, float] = field(default_factory=dict, metadata={"help": "Fraction of rows deliberately broken, per fault kind (for testing the gates)."})
+    openai: OpenAIParams = field(default_factory=OpenAIParams, metadata={"help": "Settings of the 'openai' backend."})
 
 
 @dataclass(frozen=True)
@@ -229,8 +244,10 @@ def _check_cross_sections(p: Params, where: str) -> None:
             f" of train.common.steps_per_report ({common.steps_per_report})"
         )
     for name, count in p.generate.categories.items():
-        if count < 0:
-            raise ParamsError(f"{where}.generate.categories.{name}: must be >= 0, got {count}")
+        for sub, n in (count.items() if isinstance(count, dict) else [(None, count)]):
+            if n < 0:
+                key = f"{name}.{sub}" if sub else name
+                raise ParamsError(f"{where}.generate.categories.{key}: must be >= 0, got {n}")
     fractions = p.merge.valid_fraction + p.merge.test_fraction
     if not 0 <= fractions < 1:
         raise ParamsError(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import subprocess
 import time
@@ -121,6 +122,20 @@ def stage_run(stage: str, params: dict[str, Any], *, resumed_from: str | None = 
     finally:
         c.set_terminated(run.info.run_id, status)
         c.set_terminated(parent, "FINISHED")
+
+
+def log_generation(report: dict, params: dict[str, Any], capability_table: str, *,
+                   params_path: str | Path = "params.yaml") -> str:
+    """A ``generate`` run: counts, diversity metrics, the capability table."""
+    scalars = {k: v for k, v in report.items() if isinstance(v, (int, float))}
+    metrics = {**scalars, "turns_per_example": report["turns_per_example"]["mean"],
+               "category": report["categories"], "capability": report["capabilities"], "tool": report["tools"],
+               "requests": report.get("requests") or {}}
+    with stage_run("generate", params, params_path=params_path) as run:
+        run.log_metrics(metrics)
+        run.log_text(json.dumps(report, indent=2), "generate_report.json")
+        run.log_text(capability_table, "capabilities.md")
+        return run.run_id
 
 
 class StageRun:

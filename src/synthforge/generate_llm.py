@@ -1,0 +1,145 @@
+"""The ``openai`` generation backend: a model writes each row from a scaffold.
+
+Every row starts as the template backend's row (same spec, scenario, tools,
+variation and seed): that *scaffold* goes into a versioned prompt and the
+model rewrites the conversation in its own words. The reply is parsed and run
+through the gate's row-level checks; an unusable reply is rejected with its
+reason (counted, never a crash). Replies are cached per row under a key of
+(model, prompt version, sampling params, seed, row id, prompt), so a re-run
+makes zero requests and a killed run resumes where it stopped.
+
+Used by :func:`synthforge.generate.generate` when ``generate.backend: openai``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+from rich.progress import Progress
+
+from .catalog import Catalog
+from .llm import BackendError, BackendUnreachable, Cache, Client, cache_key
+from .params import GenerateParams, ValidateParams
+from .schema import FormatError, to_canonical
+
+PROMPT_VERSION = "gen-v1"
+
+SYSTEM = """You write training data for a tool-calling assistant.
+Reply with exactly one JSON object and nothing else:
+{"messages": [...]} in the OpenAI chat format. Roles: system, user, assistant, tool.
+An assistant message that calls tools has "tool_calls": [{"id": "call_1", "type": "function",
+"function": {"name": NAME, "arguments": {...}}}]; every call is answered by a following
+{"role": "tool", "tool_call_id": ID, "content": RESULT}. Arguments must be valid for the tool's
+JSON schema. The conversation ends with an assistant message."""
+
+
+def prompt(scaffold: dict) -> list[dict]:
+    """The chat prompt for one row (versioned by :data:`PROMPT_VERSION`)."""
+    meta = scaffold["meta"]
+    lines = [
+        f"Category: {meta['category']} / {meta['subcategory']}.",
+        f"Capabilities to show: {', '.join(meta.get('capabilities', [])) or 'tool use'}.",
+        f"Variation: {json.dumps(meta.get('variation', {}))}.",
+        "Tools available (JSON schema): " + json.dumps([t["function"] for t in scaffold["tools"]], ensure_ascii=False),
+        "Outline to follow (rewrite every message in your own words, keep the tool calls' intent, "
+        "invent realistic, concise tool results):",
+        json.dumps(scaffold["messages"], ensure_ascii=False),
+    ]
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
+
+
+def parse_reply(text: str, scaffold: dict, catalog: Catalog, check) -> dict:
+    """A row from the model's reply, or :class:`FormatError` saying why it is unusable."""
+    body = re.sub(r"^\s*```(?:json)?\s*|\s*```\s*$", "", text.strip())
+    start, end = body.find("{"), body.rfind("}")
+    if start < 0 or end < start:
+        raise FormatError("reply holds no JSON object")
+    try:
+        data = json.loads(body[start: end + 1])
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"reply is not valid JSON: {exc.msg} at char {exc.pos}") from None
+    messages = data.get("messages") if isinstance(data, dict) else None
+    if not isinstance(messages, list) or not messages:
+        raise FormatError("reply has no 'messages' list")
+    if not (isinstance(messages[0], dict) and messages[0].get("role") == "system"):
+        messages = [scaffold["messages"][0], *messages]
+    called = {c.get("function", {}).get("name") for m in messages if isinstance(m, dict)
+              for c in (m.get("tool_calls") or []) if isinstance(c, dict)}
+    offered = {t["function"]["name"] for t in scaffold["tools"]}
+    tools = scaffold["tools"] + [catalog.by_name[n] for n in sorted(called - offered, key=str) if n in catalog]
+    row = {"messages": messages, "tools": tools,
+           "meta": {**scaffold["meta"], "generator": "openai", "prompt_version": PROMPT_VERSION}}
+    canonical = to_canonical(row, row_id=row["meta"]["id"])
+    problems = check(canonical)
+    if problems:
+        raise FormatError(problems[0])
+    return canonical
+
+
+def run(scaffolds: list[dict], catalog: Catalog, params: GenerateParams, seed: int, cache_path,
+        progress: bool = True) -> tuple[list[dict], list[dict], dict]:
+    """Rows kept, rows rejected (with reasons) and request stats, in scaffold order."""
+    from .validate import flatten
+
+    p = params.openai
+    client = Client(p, secret=os.environ.get(p.api_key_env))
+    sampling = {"temperature": p.temperature, "max_tokens": p.max_tokens}
+    keys = [cache_key(client.model, PROMPT_VERSION, sampling, seed, s["meta"]["id"], prompt(s)) for s in scaffolds]
+    cache = Cache(cache_path)
+    todo = [i for i, k in enumerate(keys) if k not in cache]
+    client.stats.cache_hits = len(scaffolds) - len(todo)
+    try:
+        failures = _fetch(client, cache, scaffolds, keys, todo, seed, p.concurrency, progress)
+    finally:
+        cache.close()
+    vparams = ValidateParams(max_rejected_fraction=0.0)
+
+    def check(row):
+        _, notes = flatten(row, catalog, vparams)
+        return [f"{column}: {texts[0]}" for column, texts in notes.items()]
+
+    kept, rejected = [], []
+    for i, (scaffold, key) in enumerate(zip(scaffolds, keys)):
+        entry = cache.get(key) if key in cache else {"error": f"request failed: {failures.get(i, 'no reply')}"}
+        try:
+            if "error" in entry:
+                raise FormatError(entry["error"])
+            kept.append(parse_reply(entry["reply"], scaffold, catalog, check))
+        except FormatError as exc:
+            rejected.append({"id": scaffold["meta"]["id"], "reason": str(exc), "reply": entry.get("reply")})
+    return kept, rejected, vars(client.stats)
+
+
+def _fetch(client: Client, cache: Cache, scaffolds, keys, todo, seed, concurrency, progress) -> dict[int, str]:
+    """Request every row in ``todo`` (bounded concurrency), caching each reply as it lands.
+
+    Returns the rows whose request failed for good, with the reason; those are
+    not cached, so a re-run tries them again.
+    """
+    failures = {}
+
+    def one(i: int) -> None:
+        try:
+            text = client.chat(prompt(scaffolds[i]), seed=(seed * 1_000_003 + i) % 2**31)
+        except BackendUnreachable:
+            raise
+        except BackendError as exc:
+            failures[i] = str(exc)
+            return
+        cache.put(keys[i], {"reply": text})
+
+    with Progress(disable=not progress, transient=True) as bar, ThreadPoolExecutor(max(1, concurrency)) as pool:
+        task = bar.add_task("generate (openai)", total=len(todo))
+        futures = [pool.submit(one, i) for i in todo]
+        for future in futures:
+            future.add_done_callback(lambda _: bar.advance(task))
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in pending:
+            future.cancel()
+        for future in done:
+            if future.exception():
+                raise future.exception()
+    return failures
