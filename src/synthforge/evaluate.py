@@ -47,7 +47,7 @@ def evaluate_model(name: str, base_dir: Path, adapter_dir: Path | None, data_dir
     metrics = {}
     for split in ("valid", "test"):
         examples = encode_rows(tokenizer, data_dir / f"{split}.jsonl", max_seq_length).examples
-        metrics[f"{split}_loss"] = eval_loss(model, examples, p.batch_size, max_seq_length)
+        metrics[f"{split}_loss"] = eval_loss(model, examples, p.batch_size, max_seq_length, p.loss_batches)
     metrics["test_perplexity"] = math.exp(min(metrics["test_loss"], 50.0))
     prompts = held_out_prompts(data_dir / "test.jsonl", p.max_prompts)
     task = progress.add_task(f"evaluate {name}", total=len(prompts)) if progress else None

@@ -176,7 +176,7 @@ def warm_up(folder: Path, train_path: Path, valid_path: Path, report_dir: Path, 
             optimizer = build_optimizer(w.learning_rate, w.iters, 0.1, weight_decay=0.01)
             fit(model, optimizer, lm_set, val_set, iters=w.iters, batch_size=w.batch_size,
                 max_seq_length=p.max_seq_length, seed=seed, steps_per_report=10,
-                steps_per_eval=max(10, w.iters // 4), adapter_file=folder / "warmup.tmp.safetensors",
+                steps_per_eval=max(10, w.iters // 4), val_batches=w.val_batches, adapter_file=folder / "warmup.tmp.safetensors",
                 callback=Fanout(curves, MLflowCallback(run)))
             (folder / "warmup.tmp.safetensors").unlink(missing_ok=True)
         mx.save_safetensors(str(folder / "model.safetensors"), dict(tree_flatten(model.parameters())))

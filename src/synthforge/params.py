@@ -77,6 +77,7 @@ class WarmupParams:
     iters: int = field(metadata={"help": "Full-parameter warm-up iterations of the embedded model."})
     learning_rate: float = field(metadata={"help": "Peak learning rate (10% linear warm-up, then cosine)."})
     batch_size: int = field(default=8, metadata={"help": "Warm-up batch size."})
+    val_batches: int = field(default=10, metadata={"help": "Validation batches per evaluation during warm-up (-1 = all)."})
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ class TrainParams:
 class EvaluateParams:
     max_prompts: int = field(metadata={"help": "Held-out prompts used for tool-call metrics."})
     max_tokens: int = field(default=96, metadata={"help": "Generation budget per prompt."})
+    loss_batches: int = field(default=-1, metadata={"help": "Batches of valid/test used for loss (a fixed seeded subset); -1 = all."})
     batch_size: int = 8
 
 

@@ -178,8 +178,9 @@ def fit(model, optimizer, train_set: list, val_set: list, *, iters: int, batch_s
           loss=masked_loss, iterate_batches=Batcher(seed=seed, skip=skip), training_callback=callback)
 
 
-def eval_loss(model, examples: list, batch_size: int, max_seq_length: int) -> float:
-    """Mean masked loss over every full batch of ``examples`` (nan if none)."""
+def eval_loss(model, examples: list, batch_size: int, max_seq_length: int, num_batches: int = -1) -> float:
+    """Mean masked loss over full batches of ``examples`` (all, or the first ``num_batches`` of a
+    fixed seeded order, so every model is scored on the same subset); nan if none."""
     from mlx_lm.tuner.trainer import evaluate
 
     from .batching import Batcher, masked_loss
@@ -187,5 +188,5 @@ def eval_loss(model, examples: list, batch_size: int, max_seq_length: int) -> fl
     batch_size = min(batch_size, len(examples))
     if not batch_size:
         return float("nan")
-    return evaluate(model, examples, batch_size=batch_size, num_batches=-1, max_seq_length=max_seq_length,
+    return evaluate(model, examples, batch_size=batch_size, num_batches=num_batches, max_seq_length=max_seq_length,
                     loss=masked_loss, iterate_batches=Batcher(seed=0))
