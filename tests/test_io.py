@@ -46,3 +46,15 @@ def test_file_md5_matches_dvc_style_hash(tmp_path):
     path = tmp_path / "x"
     path.write_bytes(b"hello\n")
     assert io.file_md5(path) == "b1946ac92492d2347c6235b4d2611184"
+
+
+def test_outputs_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        io.write_jsonl(tmp_path / "rows.jsonl", [{"a": 1}])
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "rows.jsonl").stat().st_mode) == 0o644

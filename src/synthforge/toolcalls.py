@@ -4,7 +4,10 @@ A reply in the Qwen2.5 style carries calls as
 ``<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>``. Scoring
 compares the first generated call with the first expected call: does it
 parse, is the tool name right, are the arguments valid for the tool's JSON
-Schema, are they exactly the expected ones.
+Schema, are they exactly the expected ones. The tool name is also read from
+a call that opens well but does not parse (cut off by the token budget, or
+broken arguments): choosing the tool and writing valid JSON are separate
+skills, and ``call_parse_rate`` keeps the strict measure.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from .chat import render
 from .schema import call_arguments, call_name, parse_arguments, FormatError
 
 CALL_RE = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
+OPENING_RE = re.compile(r'<tool_call>\s*\{\s*"name"\s*:\s*"([^"\\]+)"')
 
 
 def generate_reply(model, tokenizer, messages: list[dict], tools: list[dict] | None, max_tokens: int) -> str:
@@ -56,7 +60,8 @@ def score_reply(reply: str, expected: dict, tools: list[dict] | None) -> CallSco
     want = expected["tool_calls"][0]
     calls = parse_calls(reply)
     if not calls:
-        return CallScore(False, False, False, False)
+        opening = OPENING_RE.search(reply)
+        return CallScore(False, bool(opening) and opening.group(1) == call_name(want), False, False)
     got = calls[0]
     name_ok = got["name"] == call_name(want)
     args = got.get("arguments")
