@@ -93,6 +93,7 @@ def run(scaffolds: list[dict], catalog: Catalog, params: GenerateParams, seed: i
     client.stats.cache_hits = len(scaffolds) - len(todo)
     try:
         failures = _fetch(client, cache, scaffolds, keys, todo, seed, p.concurrency, progress)
+        client.stats.failures = len(failures)
     finally:
         cache.close()
     vparams = ValidateParams(max_rejected_fraction=0.0)
