@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # synthforge from this checkout
+
 MAX_SEQ = 4096  # both keep every example (synthforge drops longer ones, mlx-lm truncates)
 
 BARE = r"""
@@ -48,14 +50,12 @@ print("ITS " + json.dumps(rec.its))
 
 
 def fast_library() -> str | None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from synthforge.blas import fast_library as find
 
     return find()
 
 
 def mean_tokens_per_example(base: Path, data: Path) -> float:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from synthforge import model
     from synthforge.training import encode_rows
 

@@ -6,9 +6,9 @@ import pytest
 
 from synthforge.diversity import report
 from synthforge.generate import generate
-from synthforge.params import ValidateParams, load_params
+from synthforge.params import load_params
 from synthforge.schema import to_canonical
-from synthforge.validate import flatten
+from synthforge.validate import row_problems
 
 from conftest import ROOT
 
@@ -57,9 +57,6 @@ def test_diversity_bar(default_rows):
 
 
 def test_every_row_passes_the_row_checks(default_rows, catalog):
-    params = ValidateParams(max_rejected_fraction=0.0)
-    problems = []
-    for row in default_rows[0]:
-        _, notes = flatten(to_canonical(row, row_id=row["meta"]["id"]), catalog, params)
-        problems += [f"{row['meta']['id']}: {c}: {t[0]}" for c, t in notes.items()]
+    problems = [f"{row['meta']['id']}: {problem}" for row in default_rows[0]
+                for problem in row_problems(to_canonical(row, row_id=row["meta"]["id"]), catalog)]
     assert problems == []

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from synthforge.cli import main
 
-from conftest import CATALOG, ROOT, SPECS
+from conftest import CATALOG, ROOT, SPECS, free_port
 from fake_llm import FakeLLM, behaviour
 
 CATEGORIES = {"tool_usage": 12, "powertools": 8}
@@ -101,11 +101,7 @@ def test_killed_run_resumes_to_the_same_rows(tmp_path):
 
 
 def test_unreachable_server_fails_with_a_clear_message(tmp_path):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     args, _ = generate_args(tmp_path, params_file(tmp_path, f"http://127.0.0.1:{port}/v1", max_retries=1))
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1
@@ -125,12 +121,9 @@ def test_wrong_model_stops_the_stage_instead_of_rejecting_every_row(tmp_path, ml
 @pytest.fixture
 def mlx_server(tiny_model_dir, tmp_path):
     """``mlx_lm.server`` serving the tiny model on 127.0.0.1; its log counts the requests."""
-    import socket
     import urllib.request
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     log = tmp_path / "server.log"
     with log.open("w") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "mlx_lm", "server", "--model", str(tiny_model_dir),

@@ -1,7 +1,6 @@
 """`synthforge ui` serves the project's MLflow store on 127.0.0.1."""
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -10,13 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import free_port
+
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_ui_serves_the_tracking_store(tmp_path, isolated_state):

@@ -22,8 +22,9 @@ from rich.progress import Progress
 
 from .catalog import Catalog
 from .llm import BackendError, BackendUnreachable, Cache, Client, cache_key
-from .params import GenerateParams, ValidateParams
+from .params import GenerateParams
 from .schema import FormatError, to_canonical
+from .validate import row_problems
 
 PROMPT_VERSION = "gen-v1"
 
@@ -51,7 +52,7 @@ def prompt(scaffold: dict) -> list[dict]:
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
 
 
-def parse_reply(text: str, scaffold: dict, catalog: Catalog, check) -> dict:
+def parse_reply(text: str, scaffold: dict, catalog: Catalog) -> dict:
     """A row from the model's reply, or :class:`FormatError` saying why it is unusable."""
     body = re.sub(r"^\s*```(?:json)?\s*|\s*```\s*$", "", text.strip())
     start, end = body.find("{"), body.rfind("}")
@@ -73,7 +74,7 @@ def parse_reply(text: str, scaffold: dict, catalog: Catalog, check) -> dict:
     row = {"messages": messages, "tools": tools,
            "meta": {**scaffold["meta"], "generator": "openai", "prompt_version": PROMPT_VERSION}}
     canonical = to_canonical(row, row_id=row["meta"]["id"])
-    problems = check(canonical)
+    problems = row_problems(canonical, catalog)
     if problems:
         raise FormatError(problems[0])
     return canonical
@@ -82,8 +83,6 @@ def parse_reply(text: str, scaffold: dict, catalog: Catalog, check) -> dict:
 def run(scaffolds: list[dict], catalog: Catalog, params: GenerateParams, seed: int, cache_path,
         progress: bool = True) -> tuple[list[dict], list[dict], dict]:
     """Rows kept, rows rejected (with reasons) and request stats, in scaffold order."""
-    from .validate import flatten
-
     p = params.openai
     client = Client(p, secret=os.environ.get(p.api_key_env))
     sampling = {"temperature": p.temperature, "max_tokens": p.max_tokens}
@@ -96,19 +95,13 @@ def run(scaffolds: list[dict], catalog: Catalog, params: GenerateParams, seed: i
         client.stats.failures = len(failures)
     finally:
         cache.close()
-    vparams = ValidateParams(max_rejected_fraction=0.0)
-
-    def check(row):
-        _, notes = flatten(row, catalog, vparams)
-        return [f"{column}: {texts[0]}" for column, texts in notes.items()]
-
     kept, rejected = [], []
     for i, (scaffold, key) in enumerate(zip(scaffolds, keys)):
         entry = cache.get(key) if key in cache else {"error": f"request failed: {failures.get(i, 'no reply')}"}
         try:
             if "error" in entry:
                 raise FormatError(entry["error"])
-            kept.append(parse_reply(entry["reply"], scaffold, catalog, check))
+            kept.append(parse_reply(entry["reply"], scaffold, catalog))
         except FormatError as exc:
             rejected.append({"id": scaffold["meta"]["id"], "reason": str(exc), "reply": entry.get("reply")})
     return kept, rejected, vars(client.stats)

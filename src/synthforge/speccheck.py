@@ -18,10 +18,10 @@ from . import diversity
 from .catalog import load_catalog
 from .generate import category_rows
 from .model import template_texts
-from .params import GenerateParams, ValidateParams
+from .params import GenerateParams
 from .schema import to_canonical
 from .specs import load_spec
-from .validate import flatten
+from .validate import row_problems
 
 
 def check_spec(specs_dir, tools_path, category: str, rows: int, seed: int = 42, tools_per_example: int = 2) -> dict:
@@ -30,12 +30,8 @@ def check_spec(specs_dir, tools_path, category: str, rows: int, seed: int = 42, 
     spec = load_spec(f"{specs_dir}/{category}.yaml", catalog)
     params = GenerateParams(backend="template", categories={category: rows}, tools_per_example=tools_per_example)
     out = list(category_rows(spec, catalog, rows, seed, params))
-    problems = []
-    vparams = ValidateParams(max_rejected_fraction=0.0)
-    for row in out:
-        _, notes = flatten(to_canonical(row, row_id=row["meta"]["id"]), catalog, vparams)
-        for column, texts in notes.items():
-            problems.append(f"{row['meta']['id']} ({row['meta']['scenario']}): {column}: {texts[0]}")
+    problems = [f"{row['meta']['id']} ({row['meta']['scenario']}): {problem}" for row in out
+                for problem in row_problems(to_canonical(row, row_id=row["meta"]["id"]), catalog)]
     lengths = [len(text) for text in template_texts(out)]
     report = diversity.report(out)
     unused = sorted(set(catalog.names) - set(report["tools"]))

@@ -55,6 +55,7 @@ import yaml
 from .catalog import Catalog
 
 NAME = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*")
+PLACEHOLDER = re.compile(r"\{\{" + NAME.pattern + r"\}\}")
 COMMON = "_common.yaml"
 
 # Seed report 000's 17 capabilities, in its order.
@@ -244,8 +245,8 @@ class Slots(dict):
         value = self._draw(self.pools.get(base, [self.value(base)] if base in self else []), taken)
         suffix = name[len(base):]
         if suffix and isinstance(value, str):  # a second composed value draws its parts afresh too
-            value = re.sub(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}",
-                           lambda m: f"{{{{{m.group(1)}{suffix}}}}}" if m.group(1) in self.pools else m.group(0), value)
+            value = PLACEHOLDER.sub(
+                lambda m: f"{{{{{m.group(1)}{suffix}}}}}" if m.group(1) in self.pools else m.group(0), value)
         self[name] = value = self.fill(value)
         return value
 
@@ -269,7 +270,7 @@ class Slots(dict):
     def fill(self, value: Any) -> Any:
         """Fill placeholders and alternatives in a string, or recursively in lists and dicts."""
         if isinstance(value, str):
-            whole = re.fullmatch(r"\{\{" + NAME.pattern + r"\}\}", value)
+            whole = PLACEHOLDER.fullmatch(value)
             if whole:
                 return self.value(whole.group(1))
             return self._text(value)

@@ -142,6 +142,12 @@ def flatten(row: dict, catalog: Catalog, params: ValidateParams) -> tuple[dict, 
             "category": str(meta.get("category") or "unknown")}, notes
 
 
+def row_problems(row: dict, catalog: Catalog, params: ValidateParams | None = None) -> list[str]:
+    """The gate's row-level findings for one canonical row, as ``column: first reason`` lines."""
+    _, notes = flatten(row, catalog, params or ValidateParams(max_rejected_fraction=0.0))
+    return [f"{column}: {texts[0]}" for column, texts in notes.items()]
+
+
 def role_order_problem(messages: list[dict]) -> str | None:
     """Why the roles are out of order, or None when they are fine."""
     if not messages:
