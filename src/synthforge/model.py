@@ -142,14 +142,14 @@ def build_model(*, train_path: Path, valid_path: Path, out_dir: Path, report_dir
 
     vocab = Tokenizer.from_file(str(tmp / "tokenizer.json")).get_vocab_size()
     init_model(model_config(p, vocab, eos), seed, tmp)
-    metrics = warm_up(tmp, train_path, valid_path, report_dir, p, seed, params_path)
+    metrics = warm_up(tmp, train_path, valid_path, report_dir, p, seed, params_path, train_rows=rows)
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
     return metrics
 
 
 def warm_up(folder: Path, train_path: Path, valid_path: Path, report_dir: Path, p: ModelParams,
-            seed: int, params_path: Path) -> dict:
+            seed: int, params_path: Path, train_rows: list[dict] | None = None) -> dict:
     """Train every parameter (embeddings included) on all tokens of the training split."""
     import mlx.core as mx
     from mlx.utils import tree_flatten
@@ -162,7 +162,7 @@ def warm_up(folder: Path, train_path: Path, valid_path: Path, report_dir: Path, 
     mx.random.seed(seed)
     model, tokenizer = load(folder)
     model.unfreeze()
-    train = encode_rows(tokenizer, train_path, p.max_seq_length)
+    train = encode_rows(tokenizer, train_path, p.max_seq_length, train_rows)
     train_set, dropped = train.examples, train.dropped
     val_set = encode_rows(tokenizer, valid_path, p.max_seq_length).examples
     lm_set = [Encoded(e.ids, [True] * len(e.ids)) for e in train_set]

@@ -31,9 +31,10 @@ class Split(NamedTuple):
     rows: list[dict]
 
 
-def encode_rows(tokenizer, path: Path, max_seq_length: int) -> Split:
-    """Read and encode a split; examples over ``max_seq_length`` are dropped and counted."""
-    rows = io.read_rows(path)
+def encode_rows(tokenizer, path: Path, max_seq_length: int, rows: list[dict] | None = None) -> Split:
+    """Read (unless ``rows`` were already read from ``path``) and encode a split; examples over
+    ``max_seq_length`` are dropped and counted."""
+    rows = io.read_rows(path) if rows is None else rows
     kept, dropped = [], 0
     for n, row in enumerate(rows, start=1):
         try:
