@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up synthforge from scratch: a virtualenv in .venv with the project and its
 # test extra, plus (on Debian/Ubuntu as root) OpenBLAS, which makes MLX training
-# on Linux CPUs several times faster. Safe to run again.
+# on Linux CPUs several times faster, and Chromium, which one test uses to open the
+# Data Docs offline. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON="${PYTHON:-python3}"
@@ -12,6 +13,15 @@ if [ "$(uname -s)" = "Linux" ] && [ ! -e "/usr/lib/$(uname -m)-linux-gnu/openbla
       || echo "setup: could not install libopenblas0-pthread; training will use the slow reference BLAS"
   else
     echo "setup: for faster CPU training run: sudo apt-get install libopenblas0-pthread (optional)"
+  fi
+fi
+if [ "$(uname -s)" = "Linux" ] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
+    echo "setup: installing chromium (headless browser for the Data Docs test only)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium) >/dev/null \
+      || echo "setup: could not install chromium; tests/test_datadocs.py will skip its browser check"
+  else
+    echo "setup: to run the Data Docs browser test run: sudo apt-get install chromium (optional)"
   fi
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv

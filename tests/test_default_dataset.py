@@ -8,7 +8,7 @@ from synthforge.diversity import report
 from synthforge.generate import generate
 from synthforge.params import load_params
 from synthforge.schema import to_canonical
-from synthforge.validate import row_problems
+from synthforge.columns import row_problems
 
 from conftest import ROOT
 

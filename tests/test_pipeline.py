@@ -3,7 +3,8 @@
 One module-scoped run of the whole pipeline (generate -> ... -> evaluate), then
 checks on what it left: outputs, MLflow runs, a no-op second repro, a stage-3
 change that re-runs only stage 3 and evaluate, mlx_lm accepting the splits, and
-a gate failure that stops `dvc repro` at validate.
+a gate failure that stops `dvc repro` at validate. Both gates (validate and
+gate-splits) run and leave their reports and Data Docs.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ COPY = ["dvc.yaml", "params.yaml", ".dvcignore", ".dvc/config", ".dvc/.gitignore
 def tiny_params(raw: dict) -> dict:
     raw["generate"]["categories"] = {"tool_usage": 30, "powertools": 30, "agentic_skills": 6}
     raw["generate"]["tools_per_example"] = 2
+    raw["validate"]["min_tool_examples"] = 0  # 66 rows in 3 categories do not call all 14 tools
     raw["merge"]["curriculum"] = {"stage1": ["powertools"], "stage2": ["powertools", "tool_usage"], "stage3": ["all"]}
     raw["model"].update(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64,
                         vocab_size=600, max_seq_length=2048)
@@ -85,8 +87,8 @@ def project(tmp_path_factory):
 
 def test_repro_builds_every_output(project):
     root, first = project
-    for stage in ("generate", "validate", "enhance", "merge", "build-model", "train-stage1",
-                  "train-stage2", "train-stage3", "evaluate"):
+    for stage in ("generate", "validate", "enhance", "merge", "tokenizer", "gate-splits", "build-model",
+                  "train-stage1", "train-stage2", "train-stage3", "evaluate"):
         assert f"Running stage '{stage}'" in first.stdout
     for name in ("train", "valid", "test"):
         assert (root / "data" / "splits" / f"{name}.jsonl").stat().st_size > 0
@@ -94,7 +96,13 @@ def test_repro_builds_every_output(project):
     assert set(report) >= {"base", "stage1", "stage2", "stage3"}
     assert 0 <= report["stage3"]["tool_name_accuracy"] <= 1 and report["stage3"]["prompts"] == 2
     gate = json.loads((root / "reports" / "validate.json").read_text())
-    assert gate["rows_in"] == gate["kept"] + gate["rejected"] == 66
+    assert gate["rows_in"] == gate["kept"] + gate["rejected"] == 66 and gate["passed"]
+    splits = json.loads((root / "reports" / "gate_splits.json").read_text())
+    assert splits["rows_in"] == splits["kept"] + splits["rejected"] and splits["passed"]
+    assert splits["not_run"] == [] and "fits_max_seq_length" in splits["failures"]
+    assert splits["files"]["train.jsonl"] == len((root / "data/splits/train.jsonl").read_text().splitlines())
+    for gate_name in ("validate", "gate-splits"):
+        assert "critical.rows" in (root / "reports/data_docs" / gate_name / "index.html").read_text()
 
 
 def test_mlflow_has_one_parent_with_nested_stage_runs(project):
@@ -150,7 +158,7 @@ def test_broken_arguments_stop_repro_at_validate(project):
     proc = repro(root, check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "tool_arguments_parse" in out
+    assert "gate failed: rejected_fraction" in out and "tool_arguments_parse" in out
     assert "data/generated/generated.jsonl:" in out
     assert "Running stage 'enhance'" not in out
     assert (root / "reports" / "evaluate.json").read_bytes() == before

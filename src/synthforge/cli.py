@@ -130,27 +130,56 @@ def check_spec_command(specs, tools, category, rows, seed, show_sample):
 
 
 @main.command()
-@click.option("--input", "input_path", type=PATH, required=True)
-@click.option("--tools", type=EXISTING, required=True)
-@click.option("--suite", type=EXISTING, required=True, help="Great Expectations suite (JSON).")
+@click.option("--input", "inputs", type=PATH, multiple=True, required=True, help="JSONL file(s) to gate.")
+@click.option("--tools", type=EXISTING, required=True, help="Tool catalog (JSON).")
+@click.option("--suite", "suites", type=PATH, multiple=True, required=True, help="Great Expectations suite (JSON).")
 @click.option("--out", type=PATH, required=True, help="Rows that pass.")
 @click.option("--rejected", type=PATH, required=True, help="Quarantined rows with reasons.")
 @click.option("--report", type=PATH, required=True, help="JSON report (DVC metrics).")
+@click.option("--docs", type=PATH, default=None, help="Folder for offline Data Docs (HTML).")
 @stage_command
-def validate(input_path, tools, suite, out, rejected, report, params_path):
-    """Gate the data with the Great Expectations suite; exit 1 when it fails."""
-    from rich import print as rprint
-
-    from .validate import GateError, run_gate, summary
+def validate(inputs, tools, suites, out, rejected, report, docs, params_path):
+    """Gate raw rows with the expectation suites; exit 1 when a critical expectation fails."""
+    from .validate import validate as run
 
     p = load_params(params_path)
+    _gate(lambda: run(list(inputs), tools, list(suites), out, rejected, report, docs, p.validate,
+                      p.generate.category_totals()), "validate")
+
+
+@main.command("gate-splits")
+@click.option("--data", "data_dir", type=EXISTING, required=True, help="Merged split folder.")
+@click.option("--tokenizer", "tokenizer_dir", type=EXISTING, required=True, help="Tokenizer folder (stage tokenizer).")
+@click.option("--tools", type=EXISTING, required=True, help="Tool catalog (JSON).")
+@click.option("--suite", "suites", type=PATH, multiple=True, required=True, help="Great Expectations suite (JSON).")
+@click.option("--out", type=PATH, required=True, help="Folder of gated splits (same layout as --data).")
+@click.option("--rejected", type=PATH, required=True, help="Quarantined rows with reasons.")
+@click.option("--report", type=PATH, required=True, help="JSON report (DVC metrics).")
+@click.option("--docs", type=PATH, default=None, help="Folder for offline Data Docs (HTML).")
+@stage_command
+def gate_splits(data_dir, tokenizer_dir, tools, suites, out, rejected, report, docs, params_path):
+    """Gate the merged splits with the model's tokenizer before any training."""
+    from .gate_splits import gate_splits as run
+
+    p = load_params(params_path)
+    _gate(lambda: run(data_dir, tokenizer_dir, tools, list(suites), out, rejected, report, docs, p.validate,
+                      max_seq_length=p.train.common.max_seq_length,
+                      expected_categories=p.generate.category_totals()), "gate-splits")
+
+
+def _gate(call, name: str) -> None:
+    from rich import print as rprint
+
+    from .gate import GateError
+    from .gatereport import summary
+
     try:
-        result = run_gate(input_path, tools, suite, out, rejected, report, p.validate)
+        verdict, report = call()
     except GateError as exc:
-        if getattr(exc, "result", None) is not None:
-            rprint(summary(exc.result))
+        if exc.verdict is not None and exc.report is not None:
+            rprint(summary(exc.verdict, exc.report, name))
         raise click.ClickException(str(exc)) from None
-    rprint(summary(result))
+    rprint(summary(verdict, report, name))
 
 
 @main.command()
@@ -183,19 +212,32 @@ def merge(inputs, out, report, params_path):
                f" train {r['train']}, valid {r['valid']}, test {r['test']}")
 
 
+@main.command()
+@click.option("--train", "train_path", type=EXISTING, required=True, help="Training split to learn the vocabulary from.")
+@click.option("--out", type=PATH, required=True, help="Tokenizer folder.")
+@stage_command
+def tokenizer(train_path, out, params_path):
+    """Train the embedded model's tokenizer (or reference model.name's)."""
+    from .model import build_tokenizer
+
+    p = load_params(params_path)
+    click.echo(f"tokenizer: {build_tokenizer(train_path=train_path, out_dir=out, p=p.model)}")
+
+
 @main.command("build-model")
+@click.option("--tokenizer", "tokenizer_dir", type=EXISTING, required=True, help="Folder of stage tokenizer.")
 @click.option("--train", "train_path", type=EXISTING, required=True)
 @click.option("--valid", "valid_path", type=EXISTING, required=True)
 @click.option("--out", type=PATH, required=True)
 @click.option("--report", type=PATH, required=True, help="Folder for metrics, curves and run id.")
 @stage_command
-def build_model(train_path, valid_path, out, report, params_path):
+def build_model(tokenizer_dir, train_path, valid_path, out, report, params_path):
     """Build the embedded tiny model and warm it up (or reference a real model)."""
     from .model import build_model as run
 
     p = load_params(params_path)
-    m = run(train_path=train_path, valid_path=valid_path, out_dir=out, report_dir=report, p=p.model,
-            seed=p.base.seed, params_path=params_path)
+    m = run(tokenizer_dir=tokenizer_dir, train_path=train_path, valid_path=valid_path, out_dir=out,
+            report_dir=report, p=p.model, seed=p.base.seed, params_path=params_path)
     click.echo(f"build-model: {m}")
 
 

@@ -24,7 +24,7 @@ from .catalog import Catalog
 from .llm import BackendError, BackendUnreachable, Cache, Client, cache_key
 from .params import GenerateParams
 from .schema import FormatError, to_canonical
-from .validate import row_problems
+from .columns import row_problems
 
 PROMPT_VERSION = "gen-v1"
 

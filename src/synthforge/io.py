@@ -41,24 +41,44 @@ class Line:
         return f"{self.path}:{self.lineno}"
 
 
-def read_jsonl(path: str | Path) -> Iterator[Line]:
+def read_jsonl(path: str | Path, notices: list[str] | None = None) -> Iterator[Line]:
     """Yield every non-blank line of ``path`` as a :class:`Line`.
 
-    Handles a UTF-8 byte-order mark and CRLF line ends; invalid UTF-8,
-    invalid JSON and non-object lines come back with ``error`` set.
+    Tolerates UTF-8 byte-order marks, CRLF line ends and blank lines, and says
+    so in ``notices`` (one message each, naming the file and lines); invalid
+    UTF-8, invalid JSON and non-object lines come back with ``error`` set.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: file not found")
     if path.is_dir():
         raise InputError(f"{path}: is a folder, expected a JSONL file")
+    seen: dict[str, list[int]] = {"bom": [], "crlf": [], "blank": []}
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
-            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            if raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
+                seen["bom"].append(lineno)
+            if raw.endswith(b"\r\n"):
+                seen["crlf"].append(lineno)
             line = _parse(str(path), lineno, raw)
-            if line is not None:
+            if line is None:
+                seen["blank"].append(lineno)
+            else:
                 yield line
+    if notices is not None:
+        notices += _notices(path, seen)
+
+
+def _notices(path: Path, seen: dict[str, list[int]]) -> list[str]:
+    what = {"bom": "UTF-8 byte-order mark removed", "crlf": "CRLF line end read as LF",
+            "blank": "blank line skipped (not a row)"}
+    out = []
+    for key, lines in seen.items():
+        if lines:
+            shown = ", ".join(map(str, lines[:5])) + (f" and {len(lines) - 5} more" if len(lines) > 5 else "")
+            out.append(f"{path}: {what[key]} on {len(lines)} line{'s' * (len(lines) != 1)} ({shown})")
+    return out
 
 
 def _parse(path: str, lineno: int, raw: bytes) -> Line | None:

@@ -1,8 +1,9 @@
-"""Stage ``build-model``: the embedded default base model, or a reference to a real one.
+"""Stages ``tokenizer`` and ``build-model``: the embedded default base model, or a reference to a real one.
 
 With ``model.name: embedded`` it builds a tiny Qwen2-architecture MLX model
 that needs no download: a byte-level BPE tokenizer trained with
-``tokenizers`` on the training split, a ChatML chat template that renders
+``tokenizers`` on the training split (stage ``tokenizer``, so the splits
+gate can count tokens before any training), a ChatML chat template that renders
 ``tools`` and ``tool_calls`` as Qwen2.5 does, random weights from
 ``base.seed``, then a short warm-up that trains *all* parameters (embeddings
 included) on the training split, because LoRA on a random base barely
@@ -11,8 +12,9 @@ learns. The folder loads with ``mlx_lm.load``.
 With any other ``model.name`` (an MLX model id or path) it only writes
 ``reference.json`` naming it; training and evaluation load that model.
 
-    synthforge build-model --train data/splits/train.jsonl --valid data/splits/valid.jsonl \\
-        --out models/base --report reports/build-model
+    synthforge tokenizer --train data/merged/train.jsonl --out models/tokenizer
+    synthforge build-model --tokenizer models/tokenizer --train data/splits/train.jsonl \\
+        --valid data/splits/valid.jsonl --out models/base --report reports/build-model
 """
 
 from __future__ import annotations
@@ -124,24 +126,43 @@ def init_model(config: dict, seed: int, out_dir: Path) -> None:
 
 # --- the stage ---------------------------------------------------------------
 
-def build_model(*, train_path: Path, valid_path: Path, out_dir: Path, report_dir: Path,
+def build_tokenizer(*, train_path: Path, out_dir: Path, p: ModelParams) -> dict:
+    """Stage ``tokenizer``: train the embedded model's BPE tokenizer (or reference a real model)."""
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    if p.name != "embedded":
+        write_reference(tmp, p.name)
+        info = {"embedded": False, "model": p.name}
+    else:
+        tmp.mkdir(parents=True)
+        train_tokenizer(io.read_rows(train_path), p.vocab_size, tmp)
+        from tokenizers import Tokenizer
+
+        info = {"embedded": True, "vocab_size": Tokenizer.from_file(str(tmp / "tokenizer.json")).get_vocab_size()}
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    return info
+
+
+def build_model(*, tokenizer_dir: Path, train_path: Path, valid_path: Path, out_dir: Path, report_dir: Path,
                 p: ModelParams, seed: int, params_path: Path = Path("params.yaml")) -> dict:
-    """Build the embedded model (or a reference to a real one); return metrics."""
+    """Build the embedded model on ``tokenizer_dir``'s tokenizer (or a reference to a real one)."""
     report_dir.mkdir(parents=True, exist_ok=True)
     if p.name != "embedded":
         write_reference(out_dir, p.name)
         metrics = {"embedded": False, "model": p.name}
         io.write_json(report_dir / "metrics.json", metrics)
         return metrics
+    if not (tokenizer_dir / "tokenizer.json").exists():
+        raise FileNotFoundError(f"{tokenizer_dir}: no tokenizer.json; run stage tokenizer with model.name: embedded")
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    shutil.copytree(tokenizer_dir, tmp)
     rows = io.read_rows(train_path)
-    eos = train_tokenizer(rows, p.vocab_size, tmp)
     from tokenizers import Tokenizer
 
-    vocab = Tokenizer.from_file(str(tmp / "tokenizer.json")).get_vocab_size()
-    init_model(model_config(p, vocab, eos), seed, tmp)
+    tok = Tokenizer.from_file(str(tmp / "tokenizer.json"))
+    init_model(model_config(p, tok.get_vocab_size(), tok.token_to_id("<|im_end|>")), seed, tmp)
     metrics = warm_up(tmp, train_path, valid_path, report_dir, p, seed, params_path, train_rows=rows)
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)

@@ -52,12 +52,23 @@ class GenerateParams:
     faults: dict[str, float] = field(default_factory=dict, metadata={"help": "Fraction of rows deliberately broken, per fault kind (for testing the gates)."})
     openai: OpenAIParams = field(default_factory=OpenAIParams, metadata={"help": "Settings of the 'openai' backend."})
 
+    def category_totals(self) -> dict[str, int]:
+        """Rows asked for per category (sub-category counts summed)."""
+        return {name: sum(n.values()) if isinstance(n, dict) else n for name, n in self.categories.items()}
+
 
 @dataclass(frozen=True)
 class ValidateParams:
-    max_rejected_fraction: float = field(metadata={"help": "The gate fails when more rows than this are rejected."})
-    min_user_chars: int = field(default=8, metadata={"help": "Shortest acceptable user message."})
-    min_assistant_chars: int = field(default=2, metadata={"help": "Shortest acceptable assistant text (when it has no tool calls)."})
+    max_rejected_fraction: float = field(metadata={"help": "The gate fails when a larger share of rows is rejected."})
+    category_tolerance: float = field(default=0.05, metadata={"help": "Kept rows per category may differ from generate.categories by this share."})
+    min_tool_examples: int = field(default=5, metadata={"help": "Every catalog tool is called in at least this many kept rows."})
+    max_tool_share: float = field(default=0.4, metadata={"help": "Warning when one tool takes a larger share of all tool calls."})
+    min_user_chars: int = field(default=8, metadata={"help": "Warning for user messages shorter than this."})
+    min_session_memory_chars: int = field(default=50, metadata={"help": "Warning for context.sessionMemory shorter than this."})
+    max_line_bytes: int = field(default=1048576, metadata={"help": "Longer input lines are rejected unread."})
+    allowed_email_domains: list[str] = field(
+        default_factory=lambda: ["example.com", "example.org", "example.net"],
+        metadata={"help": "E-mail addresses at these domains (and their subdomains) are not personal data."})
 
 
 @dataclass(frozen=True)

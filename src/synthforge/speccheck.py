@@ -21,7 +21,7 @@ from .model import template_texts
 from .params import GenerateParams
 from .schema import to_canonical
 from .specs import load_spec
-from .validate import row_problems
+from .columns import row_problems
 
 
 def check_spec(specs_dir, tools_path, category: str, rows: int, seed: int = 42, tools_per_example: int = 2) -> dict:

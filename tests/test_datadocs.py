@@ -1,0 +1,230 @@
+"""Offline GX Data Docs: no page refers to a remote URL, only ``out_dir`` is written, the same results give the
+same bytes, and headless Chromium with no network (a recording proxy) shows the failed checks by id."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socketserver
+import subprocess
+import tempfile
+import threading
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from synthforge.datadocs import make_offline, write_data_docs
+
+FAILING = ("tool_present", "arguments_short")
+PASSING = "tool_known"
+# a src/href/... attribute, CSS url() or @import whose URL is http://, https:// or protocol-relative //
+REMOTE_REF = re.compile(r"""(?:\b(?:src|href|srcset|action|poster)\s*=\s*["']?|url\(\s*["']?|@import\s+["']?)\s*"""
+                        r"""(?:https?:)?//""", re.I)
+# Chromium's own services (component updater, network time, sign-in), which it calls whatever page it opens.
+CHROMIUM_HOSTS = re.compile(r"(^|\.)(google\.com|gvt1\.com)$|^update\.googleapis\.com$")
+
+
+@pytest.fixture(scope="module")
+def results():
+    """A critical suite (2 of 3 checks fail) and a passing warning suite, validated by an ephemeral context."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+    import pandas as pd
+    from great_expectations.data_context.data_context.context_factory import project_manager
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    frame = pd.DataFrame({"tool": ["read_file", "write_file", None, "search"],
+                          "arguments": ['{"path": "a"}', "{}", '{"q": 1}', '{"q": "' + "x" * 40 + '"}']})
+    critical = gx.ExpectationSuite(name="critical", expectations=[
+        gxe.ExpectColumnValuesToNotBeNull(column="tool",
+                                          meta={"id": "tool_present", "reason": "Every call names a tool."}),
+        gxe.ExpectColumnValueLengthsToBeBetween(column="arguments", min_value=2, max_value=20, meta={
+            "id": "arguments_short", "reason": "Arguments are < 20 characters & JSON."}),
+        gxe.ExpectColumnValuesToBeInSet(column="tool", value_set=["read_file", "write_file", "search"],
+                                        meta={"id": "tool_known", "reason": "Only catalog tools are called."}),
+    ])
+    warning = gx.ExpectationSuite(name="warning", expectations=[
+        gxe.ExpectTableRowCountToBeBetween(min_value=1, max_value=100,
+                                           meta={"id": "row_count_sane", "reason": "A batch is not empty."})])
+    try:
+        previous = project_manager.get_current_project()
+    except gx.exceptions.DataContextRequiredError:
+        previous = None
+    try:
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        asset = context.data_sources.add_pandas("gate").add_dataframe_asset("rows")
+        batch = asset.add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": frame})
+        return [batch.validate(suite, result_format="COMPLETE") for suite in (critical, warning)]
+    finally:
+        project_manager.set_project(previous)
+
+
+@pytest.fixture
+def docs(results, tmp_path) -> Path:
+    index = write_data_docs(results, tmp_path / "data_docs")
+    assert index == tmp_path / "data_docs" / "index.html"
+    return index.parent
+
+
+def test_pages_refer_to_no_remote_url(docs, results):
+    assert not results[0].success and results[1].success  # the data is as the tests below expect
+    pages = sorted(docs.rglob("*.html"))
+    assert [p.relative_to(docs).as_posix() for p in pages] == [
+        "index.html", "validations/01-critical.html", "validations/02-warning.html"]
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert not REMOTE_REF.findall(text), f"{page.name} refers to a remote URL"
+        assert "<script" not in text.lower()
+        assert "datadocs.css" in text
+    assert (docs / "datadocs.css").read_text(encoding="utf-8").count("{") > 20
+    index = (docs / "index.html").read_text(encoding="utf-8")
+    assert 'href="validations/01-critical.html"' in index and 'href="validations/02-warning.html"' in index
+
+
+def test_writes_only_out_dir_and_same_results_give_same_bytes(results, tmp_path, monkeypatch):
+    scratch, cwd = tmp_path / "tmp", tmp_path / "cwd"
+    scratch.mkdir()
+    cwd.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.chdir(cwd)
+    first, second = tmp_path / "a", tmp_path / "b"
+    write_data_docs(results, first)
+    write_data_docs(results, second, title="synthforge data gate")
+    assert not any(scratch.iterdir()) and not any(cwd.iterdir())
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
+    for name in files:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    stale = first / "validations" / "07-old.html"
+    stale.write_text("old", encoding="utf-8")
+    write_data_docs(results[:1], first)
+    assert sorted(p.name for p in (first / "validations").iterdir()) == ["01-critical.html"]
+
+
+def test_make_offline_drops_remote_references_and_dangling_links():
+    page = """<link rel="stylesheet" href="https://cdn.example/b.css"><script src="//cdn.example/j.js"></script>
+<script>fetch("https://x.example")</script><style>@import url("https://fonts.example/f.css");
+a { background: url('http://img.example/x.png') }</style><img src="https://img.example/logo.png" alt="logo">
+<a href="https://greatexpectations.io">GX</a> <a href="../index.html">home</a> <a href="missing.html">gone</a>
+<a href="#section-1">top</a> <img src="data:image/png;base64,AAAA">"""
+    out = make_offline(page, "validations/01-x.html", {"index.html", "validations/01-x.html"})
+    assert not REMOTE_REF.findall(out) and "example" not in out and "<script" not in out
+    assert "<a>GX</a>" in out and '<a href="../index.html">home</a>' in out and "<a>gone</a>" in out
+    assert 'href="#section-1"' in out and 'src="data:image/png' in out
+
+
+class _Texts(HTMLParser):
+    """The text of every element that ``want(tag, classes)`` picks, nested ones included."""
+
+    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+    def __init__(self, want):
+        super().__init__()
+        self.want, self.stack, self.found = want, [], []
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in self.VOID:
+            classes = (dict(attrs).get("class") or "").split()
+            self.stack.append((tag, [] if self.want(tag, classes) else None))
+
+    def handle_endtag(self, tag):
+        while self.stack:
+            open_tag, text = self.stack.pop()
+            if text is not None:
+                self.found.append(" ".join(" ".join(text).split()))
+            if open_tag == tag:
+                break
+
+    def handle_data(self, data):
+        for _, text in self.stack:
+            if text is not None:
+                text.append(data)
+
+
+def texts(dom: str, want) -> list[str]:
+    parser = _Texts(want)
+    parser.feed(dom)
+    return parser.found
+
+
+class _Recorder(socketserver.BaseRequestHandler):
+    """A proxy that answers every request 502 and notes its first line: what the browser tried to fetch."""
+
+    def handle(self):
+        line = self.request.recv(4096).split(b"\r\n", 1)[0].decode("latin-1")
+        self.server.seen.append(line)
+        self.request.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+
+@pytest.fixture
+def offline_browser():
+    """``open(path) -> (dom, requests)``: headless Chromium with no network; requests are what the page asked for."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("chromium is not installed (setup.sh installs it on Debian/Ubuntu as root; "
+                    "or: sudo apt-get install chromium)")
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Recorder)
+    server.daemon_threads, server.seen = True, []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    home = Path(tempfile.mkdtemp(prefix="sf-chromium-"))  # short: Chromium's socket path under TMPDIR must be
+    env = {**os.environ, "HOME": str(home), "TMPDIR": str(home), "XDG_CONFIG_HOME": str(home / "config"),
+           "XDG_CACHE_HOME": str(home / "cache")}
+
+    def open_page(path: Path) -> tuple[str, list[str]]:
+        server.seen.clear()
+        args = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update",
+                f"--proxy-server=127.0.0.1:{server.server_address[1]}", "--proxy-bypass-list=<-loopback>",
+                f"--user-data-dir={home / 'profile'}", "--dump-dom", path.as_uri()]
+        with open(home / "stderr.log", "wb") as log:
+            proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True)
+            try:
+                dom, _ = proc.communicate(timeout=90)
+            except subprocess.TimeoutExpired:
+                dom = b""
+            finally:  # the browser and every helper process it started
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+        assert dom.strip(), f"chromium showed nothing for {path.name}: {(home / 'stderr.log').read_text()[-2000:]}"
+        hosts = [(line, re.split(r"[ /:]+", line.split(" ", 1)[1].removeprefix("http://"))[0])
+                 for line in server.seen if " " in line]
+        return dom.decode("utf-8", "replace"), [line for line, host in hosts if not CHROMIUM_HOSTS.search(host)]
+
+    try:
+        yield open_page
+    finally:
+        server.shutdown()
+        server.server_close()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_chromium_offline_shows_failed_checks(docs, offline_browser, tmp_path):
+    control = tmp_path / "control.html"  # the recorder does see what a page fetches
+    control.write_text('<p>x</p><img src="http://img.example.invalid/x.png">', encoding="utf-8")
+    dom, requested = offline_browser(control)
+    assert "<p>x</p>" in dom and any("img.example.invalid" in line for line in requested), requested
+
+    dom, requested = offline_browser(docs / "index.html")
+    assert "</table>" in dom and not requested, requested
+    rows = texts(dom, lambda tag, _: tag == "tr")
+    critical = next(row for row in rows if " critical " in f" {row} ")
+    assert "failed" in critical and all(check in critical for check in FAILING) and PASSING not in critical
+    assert "passed" in next(row for row in rows if " warning " in f" {row} ")
+
+    dom, requested = offline_browser(docs / "validations" / "01-critical.html")
+    assert not requested, requested
+    failed_part = texts(dom, lambda _, classes: "sf-failed" in classes)
+    assert len(failed_part) == 1 and all(check in failed_part[0] for check in FAILING)
+    assert PASSING not in failed_part[0] and "Arguments are < 20 characters & JSON." in failed_part[0]
+    rows = texts(dom, lambda tag, _: tag == "tr")
+    for check in FAILING:
+        assert any(check in row and row.startswith("failed") for row in rows), check
+    passing = [row for row in rows if PASSING in row]
+    assert passing and all(row.startswith("passed") for row in passing), passing
