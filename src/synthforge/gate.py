@@ -55,6 +55,7 @@ class Scan:
     called: list[tuple[str, ...]] = field(default_factory=list)
     notes: dict[int, dict[str, list[str]]] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
+    converted: set[tuple[int, int]] = field(default_factory=set)  # lines not already canonical (seed-003)
 
     def __len__(self) -> int:
         return len(self.lineno)
@@ -74,6 +75,7 @@ class Verdict:
     notices: list[str]
     tables: dict  # table name -> list of row dicts (categories, tools, dataset)
     skipped: list[str]
+    converted: set[tuple[int, int]] = field(default_factory=set)  # kept lines to write canonical, not as read
 
     @property
     def kept(self) -> int:
@@ -108,6 +110,8 @@ def scan(paths: list[Path], rules: Rules) -> Scan:
                 s.file.append(index)
                 s.lineno.append(line.lineno)
                 s.called.append(called_tools(row))
+                if row is not None and "messages" not in line.row:
+                    s.converted.add((index, line.lineno))
         except io.InputError as exc:
             raise GateError(f"{exc} (an input of the data gate)") from None
     return s
@@ -130,7 +134,7 @@ def run(paths: list[Path], config: Config) -> Verdict:
         raise GateError(str(exc)) from None
     skipped = sorted({i for suite in config.suites for i in suite.skipped})
     return Verdict(len(s), rejected, redact, outcomes + more, results + more_results, examples, s.notices,
-                   tables, skipped)
+                   tables, skipped, s.converted)
 
 
 def _judge_rows(s: Scan, outcomes: list[Outcome]):

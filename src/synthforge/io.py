@@ -48,6 +48,12 @@ def read_jsonl(path: str | Path, notices: list[str] | None = None) -> Iterator[L
     so in ``notices`` (one message each, naming the file and lines); invalid
     UTF-8, invalid JSON and non-object lines come back with ``error`` set.
     """
+    for lineno, raw in read_raw(path, notices):
+        yield parse_line(str(path), lineno, raw)
+
+
+def read_raw(path: str | Path, notices: list[str] | None = None) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes) of every non-blank line, without BOM or line end; nothing parsed."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: file not found")
@@ -61,11 +67,11 @@ def read_jsonl(path: str | Path, notices: list[str] | None = None) -> Iterator[L
                 seen["bom"].append(lineno)
             if raw.endswith(b"\r\n"):
                 seen["crlf"].append(lineno)
-            line = _parse(str(path), lineno, raw)
-            if line is None:
-                seen["blank"].append(lineno)
+            raw = raw.rstrip(b"\r\n")
+            if raw.strip():
+                yield lineno, raw
             else:
-                yield line
+                seen["blank"].append(lineno)
     if notices is not None:
         notices += _notices(path, seen)
 
@@ -81,14 +87,12 @@ def _notices(path: Path, seen: dict[str, list[int]]) -> list[str]:
     return out
 
 
-def _parse(path: str, lineno: int, raw: bytes) -> Line | None:
+def parse_line(path: str, lineno: int, raw: bytes) -> Line:
+    """A :class:`Line` from the bytes of one non-blank line (``error`` set when unusable)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return Line(path, lineno, None, f"invalid UTF-8 at byte {exc.start}", repr(raw[:200]))
-    text = text.rstrip("\r\n")
-    if not text.strip():
-        return None
     try:
         row = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -35,41 +35,51 @@ its default scan does.
 
 Basic-auth URLs (``scheme://user:password@host``) whose host is local or
 reserved (``localhost``, a loopback address, a one-label host like ``db``, an
-allowed domain, or a ``.test``/``.example``/``.invalid``/``.localhost`` name)
-are not findings: coding answers are full of placeholder connection strings
-such as ``postgresql://user:secret@localhost:5432/app``.
-
-Speed: calling every plugin on every line costs milliseconds per row. Each
-plugin therefore has cheap gates, substrings or literal-led regexes that
-every match of its patterns must contain (``AKIA...`` for AWS, ``eyJ`` for a
-JWT, ``key``/``token``/``pass`` followed by an assigned 24+ character value
-for the assignment-style IBM/Cloudant/SoftLayer patterns, ...). Clean text
-costs only the gates, a few microseconds per KB; a plugin runs only on the
-lines where one of its gates hit, which is how detect-secrets scans too.
+allowed domain, or a reserved top-level name, see below) are not findings:
+coding answers are full of placeholder connection strings such as
+``postgresql://user:secret@localhost:5432/app``.
 
 E-mail addresses are ``local@domain.tld`` (a dotted domain with an alphabetic
 top-level label). They are not findings when the domain is an allowed domain
-or a subdomain of one, when the top-level label is one reserved by RFC 2606 /
-RFC 6761 (``test``, ``example``, ``invalid``, ``localhost``), when the user is
-``git`` (the SSH user of git hosting, as in ``git@github.com:org/repo.git``),
-or when the ``user@`` is the user part of a URL (``ssh://deploy@host.com``).
-Plugins are built directly, so no detect-secrets global settings are read or
-changed, and nothing is verified over the network.
+or a subdomain of one, when the top-level label is reserved (``test``,
+``example``, ``invalid``, ``localhost`` by RFC 2606/6761, ``local`` by RFC
+6762), when the user is ``git`` (the SSH user of git hosting, as in
+``git@github.com:org/repo.git``), or when ``user@`` is the user part of a URL
+(``ssh://deploy@build.acme.io``). A letter right after a backslash is an
+escape, not part of the address (``\\n@app.route`` in JSON-escaped text).
+
+``redact`` replaces the reported value (a private key from ``-----BEGIN`` to
+``-----END ...-----``, a JWT with its signature) and repeats until ``scan``
+finds nothing, since a marker can complete a pattern
+(``[REDACTED GitHub Token] = "..."`` reads as a keyword assignment).
+
+Speed: running every plugin on every line costs milliseconds per row. Each
+plugin has gates instead: regexes with a literal first character (the
+fastest search ``re`` has) that occur on every line where the plugin's
+patterns match (``AKIA...`` for AWS, ``eyJ`` for a JWT, ``key``/``pwd``/
+``pass``/``token`` followed by an assigned long value for the keyword
+patterns, ...). Gates that share a first character are searched for in one
+pass, a dozen passes in all (one union regex for short texts), so clean
+text costs about 10 µs per KB; a plugin runs only on the lines where one of
+its gates hit, line by line as detect-secrets scans. Plugins are built directly, so no detect-secrets global
+settings are read or changed, and nothing is verified over the network.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any
 
 EMAIL_TYPE = "E-mail address"
 DEFAULT_ALLOWED_DOMAINS: tuple[str, ...] = ("example.com", "example.org", "example.net")
-RESERVED_TLDS = frozenset({"test", "example", "invalid", "localhost"})
+RESERVED_TLDS = frozenset({"test", "example", "invalid", "localhost", "local"})  # RFC 2606, 6761, 6762
 
+_REDACT_ROUNDS = 8
+_SHORT_TEXT = 160  # up to this length one union regex beats a search per pass
+_WITHHELD = "[REDACTED text: findings remained after redaction]"
 _INSTALL_HINT = "synthforge.sensitive needs detect-secrets: pip install 'detect-secrets>=1.5'"
 _PRIVATE_KEY = "Private Key"
 _JWT = "JSON Web Token"
@@ -94,16 +104,17 @@ class Finding:
 class _Gate:
     """A cheap necessary condition for a plugin match, checked before the plugin runs.
 
-    ``anchor + rest`` is a regex found in every line where the plugin's
-    patterns match. Gates that share an anchor character are searched for in
-    one pass over the text (a regex with a literal first character is the
-    fastest search ``re`` has). ``words`` (any one) and ``line``, when set,
-    are stricter conditions on the same line, lower-cased.
+    ``anchor + rest`` is a regex found on every line where the plugin's
+    patterns match; when ``lower`` (the plugin's pattern ignores case) it is
+    searched for in the lower-cased text. Gates that share an anchor character
+    are searched for in one pass over the text: a regex with a literal first
+    character is the fastest search ``re`` has. ``line``, when set, is a
+    stricter regex the lower-cased line must also contain.
     """
 
-    anchor: str  # a literal first character; "" for a gate searched in a pass of its own
+    anchor: str  # a literal first character
     rest: str
-    words: tuple[str, ...] = ()
+    lower: bool = False
     line: str = ""
 
     @property
@@ -111,13 +122,14 @@ class _Gate:
         return f"{re.escape(self.anchor)}(?:{self.rest})"
 
 
-# A value of 24+ characters right after an assignment character or a quote.
-_VALUE = r"[ =:>\"'][A-Za-z0-9_+/-]{24}"
-_KEYWORDS = ("key", "pw", "pass", "token")
-# build_assignment_regex as used by the Cloudant/IBM/SoftLayer plugins: a keyword,
-# then an assignment, then the value (24 to 64 characters, by plugin).
-_ASSIGNMENT = _Gate(
-    "", _VALUE, _KEYWORDS, r"(?:key|pwd?|pass(?:word)?|token)['\"]?\]?[ =:>]+['\"]?[a-z0-9_-]{24}"
+# Keyword patterns, lower-cased: key|pwd|pw|password|pass|token, then either an
+# assignment and a 24+ character value (build_assignment_regex, as used by the
+# Cloudant/IBM/SoftLayer plugins) or a quoted 40-character value within 20
+# characters (AWSKeyDetector's aws ... key ... "<secret access key>").
+_ASSIGNED = r"['\"]?\]?[ =:>]+['\"]?[a-z0-9_-]{24}|.{0,20}?['\"][0-9a-z/+]{40}['\"]"
+_KEYWORD = tuple(
+    _Gate(anchor, f"(?:{rest})(?:{_ASSIGNED})", lower=True)
+    for anchor, rest in (("k", "ey"), ("p", "wd?|ass(?:word)?"), ("t", "oken"))
 )
 _USERINFO = r"//[^\s:/@]+:[^\s:/@]+@"  # after the ":" of scheme://user:password@
 
@@ -127,38 +139,38 @@ _PLUGINS: tuple[tuple[str, str, tuple[_Gate, ...]], ...] = (
     ("artifactory", "ArtifactoryDetector", (_Gate("A", r"KC[a-zA-Z0-9]{10}|P[\dA-F][a-zA-Z0-9]{8}"),)),
     ("aws", "AWSKeyDetector", (
         _Gate("A", r"(?:3T[A-Z0-9]|BIA|CCA|KIA|SIA)[0-9A-Z]{16}"),
-        _Gate("", _VALUE, ("aws",), r"aws.{0,20}?(?:key|pw|pass|token).{0,20}?['\"][0-9a-z/+]{40}['\"]"),
+        *_KEYWORD,
     )),
-    ("azure_storage_key", "AzureStorageKeyDetector", (_Gate("A", r"ccountKey="),)),
+    ("azure_storage_key", "AzureStorageKeyDetector", (_Gate("A", "ccountKey="),)),
     ("basic_auth", "BasicAuthDetector", (_Gate(":", _USERINFO),)),
-    ("cloudant", "CloudantDetector", (_Gate(":", _USERINFO, ("cloudant",)), _ASSIGNMENT)),
+    ("cloudant", "CloudantDetector", (_Gate(":", _USERINFO, line="cloudant"), *_KEYWORD)),
     ("discord", "DiscordBotTokenDetector", (_Gate(".", r"[a-zA-Z\d_-]{6}\.[a-zA-Z\d_-]{27}"),)),
     ("github_token", "GitHubTokenDetector", (_Gate("_", r"(?<=gh[pousr]_)[A-Za-z0-9_]{36}"),)),
     ("gitlab_token", "GitLabTokenDetector", (
         _Gate("-", r"(?<=gl(?:dt|ft|rt)-)|(?<=gl(?:pat|cbt|imt|ptt|oas)-)|(?<=glsoat-)|(?<=glagent-)"),
-        _Gate("G", r"R1348941"),
+        _Gate("G", "R1348941"),
     )),
-    ("ibm_cloud_iam", "IbmCloudIamDetector", (_ASSIGNMENT,)),
-    ("ibm_cos_hmac", "IbmCosHmacDetector", (_ASSIGNMENT,)),
-    ("jwt", "JwtTokenDetector", (_Gate("J", r"(?<=eyJ)"),)),
-    ("mailchimp", "MailchimpDetector", (_Gate("-", r"us[0-9]"),)),
-    ("npm", "NpmDetector", (_Gate(":", r"_authToken="),)),
-    ("openai", "OpenAIDetector", (_Gate("J", r"(?<=T3BlbkFJ)"),)),
+    ("ibm_cloud_iam", "IbmCloudIamDetector", _KEYWORD),
+    ("ibm_cos_hmac", "IbmCosHmacDetector", _KEYWORD),
+    ("jwt", "JwtTokenDetector", (_Gate("J", "(?<=eyJ)"),)),
+    ("mailchimp", "MailchimpDetector", (_Gate("-", "us[0-9]"),)),
+    ("npm", "NpmDetector", (_Gate(":", "_authToken="),)),
+    ("openai", "OpenAIDetector", (_Gate("J", "(?<=T3BlbkFJ)"),)),
     ("private_key", "PrivateKeyDetector", (
-        _Gate("K", r"EY(?<=PRIVATE KEY)"),
-        _Gate("K", r"ey-File-2(?<=PuTTY-User-Key-File-2)"),
+        _Gate("K", "EY(?<=PRIVATE KEY)"),
+        _Gate("K", "ey-File-2(?<=PuTTY-User-Key-File-2)"),
     )),
-    ("pypi_token", "PypiTokenDetector", (_Gate("A", r"gE(?<=pypi-AgE)"),)),
+    ("pypi_token", "PypiTokenDetector", (_Gate("A", "gE(?<=pypi-AgE)"),)),
     ("sendgrid", "SendGridDetector", (_Gate(".", r"(?<=SG\.)[a-zA-Z0-9_-]{22}\."),)),
     ("slack", "SlackDetector", (
-        _Gate("-", r"(?<=(?i:xox[abposr])-)"),
+        _Gate("-", "(?<=(?i:xox[abposr])-)"),
         _Gate(":", r"//(?i:hooks\.slack\.com)"),
     )),
-    ("softlayer", "SoftlayerDetector", (_Gate(":", r"//(?i:api)", ("softlayer",)), _ASSIGNMENT)),
-    ("square_oauth", "SquareOAuthDetector", (_Gate("-", r"(?<=sq0csp-)"),)),
-    ("stripe", "StripeDetector", (_Gate("_", r"live_(?<=k_live_)"),)),
+    ("softlayer", "SoftlayerDetector", (_Gate(":", "//(?i:api)", line="softlayer"), *_KEYWORD)),
+    ("square_oauth", "SquareOAuthDetector", (_Gate("-", "(?<=sq0csp-)"),)),
+    ("stripe", "StripeDetector", (_Gate("_", "live_(?<=k_live_)"),)),
     ("telegram_token", "TelegramBotTokenDetector", (_Gate(":", r"(?<=\d{8}:)[0-9A-Za-z_-]{35}"),)),
-    ("twilio", "TwilioKeyDetector", (_Gate("A", r"C[a-z0-9]{32}"), _Gate("K", r"(?<=SK)[a-z0-9]{32}"))),
+    ("twilio", "TwilioKeyDetector", (_Gate("A", "C[a-z0-9]{32}"), _Gate("K", "(?<=SK)[a-z0-9]{32}"))),
 )
 
 # detect-secrets' default secret-level false-positive filters (detect_secrets.filters.heuristic).
@@ -173,8 +185,10 @@ _FILTERS = (
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9_-]*")
 _JWT_CHARS = re.compile(r"[A-Za-z0-9_\-.+/=]*")
 _PEM_END = re.compile(r"-----END [A-Z0-9 ]*-----")
-_BLANK_LINE = re.compile(r"\n[ \t\r]*\n")
+# A blank line (also JSON-escaped) or a double quote ends a key block that has no END marker.
+_KEY_BLOCK_END = re.compile(r'\n[ \t\r]*\n|\\n\\n|"')
 _HOST = re.compile(r"\[[0-9A-Fa-f:.]*\]|[^\s/:?#@\"'<>]*")
+_LOCAL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
 _LOCAL_REVERSED = re.compile(r"[A-Za-z0-9._%+-]{1,64}")
 _DOMAIN = re.compile(
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(?![A-Za-z0-9-])"
@@ -193,37 +207,83 @@ class _Span:
 
 @dataclass(frozen=True)
 class _CompiledGate:
-    regex: re.Pattern[str]
-    words: tuple[str, ...]
-    line: re.Pattern[str] | None
-    detectors: tuple[int, ...]  # indexes into Scanner._plugins
+    regex: re.Pattern[Any]  # bytes, searched in the lowered line, for a lower-case gate; else str
+    lower: bool
+    line: re.Pattern[bytes] | None
+    plugins: tuple[int, ...]  # indexes into _PLUGINS
 
-    def matches(self, line: str, lower: Callable[[], str]) -> bool:
-        if self.regex.search(line) is None:
+    def matches(self, line: str, lowered: bytes) -> bool:
+        """Whether the gate matches ``line`` (``lowered`` is :func:`_ascii_lower` of it)."""
+        if self.regex.search(lowered if self.lower else line) is None:
             return False
-        if self.words and not any(word in lower() for word in self.words):
-            return False
-        return self.line is None or self.line.search(lower()) is not None
+        return self.line is None or self.line.search(lowered) is not None
 
 
-# One search over the text, and the gates to check on each line where it hits.
-_Pass = tuple[re.Pattern[str], tuple[_CompiledGate, ...]]
+@dataclass(frozen=True)
+class _Pass:
+    """One search over the text, and the gates to check on each line where it hits."""
+
+    anchor: str
+    rests: str  # the gates' rests as alternatives
+    lower: bool
+    gates: tuple[_CompiledGate, ...]
+    search: re.Pattern[Any] = field(init=False)  # bytes for a lower-case pass, else str
+
+    def __post_init__(self) -> None:
+        pattern = f"{re.escape(self.anchor)}(?:{self.rests})"
+        object.__setattr__(self, "search", re.compile(pattern.encode() if self.lower else pattern))
+
+
+@dataclass(frozen=True)
+class _Prefilter:
+    """The gates of all plugins: which plugin to run on which line of a text."""
+
+    passes: tuple[_Pass, ...]
+    quick: re.Pattern[str]  # all passes in one regex, for short ASCII texts: one call, no lowering
+
+    def jobs(self, text: str) -> dict[tuple[int, int], str]:
+        """{(line offset, plugin index): line} for each line where a gate of the plugin matches.
+
+        Gates never span a newline, so after a hit the search goes on from the next line.
+        """
+        if len(text) <= _SHORT_TEXT and text.isascii() and not self.quick.search(text):
+            return {}  # (for ASCII text, ignoring case is the same as lowering it)
+        low = _ascii_lower(text)
+        jobs: dict[tuple[int, int], str] = {}
+        for one in self.passes:
+            search, haystack = one.search, low if one.lower else text
+            match = search.search(haystack)
+            while match is not None:
+                start = text.rfind("\n", 0, match.start()) + 1
+                end = text.find("\n", match.end())
+                end = len(text) if end == -1 else end
+                line, lowered = text[start:end], low[start:end]
+                for gate in one.gates:
+                    if gate.matches(line, lowered):
+                        jobs.update(((start, index), line) for index in gate.plugins)
+                match = search.search(haystack, end + 1)
+        return jobs
 
 
 class Scanner:
     """Finds secrets (via detect-secrets plugins) and e-mail addresses in text.
 
     ``allowed_email_domains``: addresses at these domains or their subdomains
-    are not findings (nor basic-auth URLs to them); RFC 2606 reserved
-    top-level names (``.test``, ``.example``, ``.invalid``, ``.localhost``)
-    are always allowed.
+    are not findings (nor basic-auth URLs to them); the reserved top-level
+    names of :data:`RESERVED_TLDS` are always allowed. Building one loads the
+    plugins and compiles the gates; reuse it for every text.
     """
 
     def __init__(self, allowed_email_domains: tuple[str, ...] = DEFAULT_ALLOWED_DOMAINS) -> None:
         self._allowed = tuple(d.strip().lstrip("@.").rstrip(".").lower() for d in allowed_email_domains)
         self._plugins = _load_plugins()
         self._filters = _load_filters()
-        self._passes = _compile_passes()
+        self._prefilter = _compile_prefilter()
+
+    @property
+    def secret_types(self) -> tuple[str, ...]:
+        """The detect-secrets secret types this scanner reports, one per plugin."""
+        return tuple(plugin.secret_type for plugin in self._plugins)
 
     def scan(self, text: str) -> list[Finding]:
         """All findings in ``text``: one per distinct type and value, in order of appearance."""
@@ -234,28 +294,34 @@ class Scanner:
         return list(seen.values())
 
     def redact(self, text: str) -> str:
-        """``text`` with every finding's value replaced by ``[REDACTED <type>]``."""
-        parts: list[str] = []
-        cursor = 0
-        for span in _merge(self._spans(text)):
-            parts += [text[cursor : span.start], f"[REDACTED {span.type}]"]
-            cursor = span.end
-        parts.append(text[cursor:])
-        return "".join(parts)
+        """``text`` with every finding's value replaced by ``[REDACTED <type>]``.
+
+        The result never gives a finding: redaction repeats while a marker makes a
+        new one (``[REDACTED GitHub Token] = "..."`` reads as a keyword assignment)
+        or uncovers one (detect-secrets reports only the last npm token of a line).
+        """
+        for _ in range(_REDACT_ROUNDS):
+            spans = _merge(self._spans(text))
+            if not spans:
+                return text
+            text = _replace(text, spans)
+        return _WITHHELD if self._spans(text) else text
 
     def _spans(self, text: str) -> list[_Span]:
-        spans = list(self._secret_spans(text))
+        """Secrets and e-mail addresses in ``text``, sorted by position."""
+        jobs = self._prefilter.jobs(text)
+        spans = [
+            span
+            for (start, index), line in sorted(jobs.items())
+            for span in self._confirm(self._plugins[index], text, start, line)
+        ] if jobs else []
         if "@" in text:
             spans += self._email_spans(text)
-        spans.sort(key=lambda s: (s.start, -s.end))
+        if len(spans) > 1:
+            spans.sort(key=_position)
         return spans
 
     # -- secrets ---------------------------------------------------------------
-
-    def _secret_spans(self, text: str) -> Iterator[_Span]:
-        jobs = _gated_lines(self._passes, text)
-        for (line_start, index), line in sorted(jobs.items()):
-            yield from self._confirm(self._plugins[index], text, line_start, line)
 
     def _confirm(self, plugin: Any, text: str, line_start: int, line: str) -> Iterator[_Span]:
         secret_type = plugin.secret_type
@@ -279,11 +345,13 @@ class Scanner:
             at = text.find("@", at + 1)
 
     def _email_at(self, text: str, at: int) -> _Span | None:
+        if at == 0 or text[at - 1] not in _LOCAL_CHARS:
+            return None
         domain_match = _DOMAIN.match(text, at + 1)
         local_match = _LOCAL_REVERSED.match(text[max(0, at - 64) : at][::-1])
         if domain_match is None or local_match is None:
             return None
-        local = text[at - local_match.end() : at].lstrip(".")
+        local = _trim_local(text, at - local_match.end(), at)
         start, domain = at - len(local), domain_match.group()
         if not local or local.lower() == "git" or self._allowed_host(domain):
             return None
@@ -313,27 +381,39 @@ def _load_plugins() -> tuple[Any, ...]:
     )
 
 
-def _compile_passes() -> tuple[_Pass, ...]:
-    """Group the gates into passes: one per anchor character, one per unanchored gate."""
+def _compile_prefilter() -> _Prefilter:
+    """Group the gates into passes, one per (anchor character, lower-cased or not)."""
     owners: dict[_Gate, list[int]] = {}
     for index, (_, _, gates) in enumerate(_PLUGINS):
         for gate in gates:
             owners.setdefault(gate, []).append(index)
-    by_pass: dict[str, list[_Gate]] = {}
+    by_pass: dict[tuple[str, bool], list[_Gate]] = {}
     for gate in owners:
-        key = gate.anchor if gate.anchor else gate.regex
-        by_pass.setdefault(key, []).append(gate)
-    passes = []
-    for gates in by_pass.values():
-        anchor = gates[0].anchor
-        rests = "|".join(dict.fromkeys(g.rest for g in gates))
-        search = f"{re.escape(anchor)}(?:{rests})" if anchor else gates[0].regex
-        compiled = tuple(
-            _CompiledGate(re.compile(g.regex), g.words, re.compile(g.line) if g.line else None, tuple(owners[g]))
-            for g in gates
+        by_pass.setdefault((gate.anchor, gate.lower), []).append(gate)
+    passes = tuple(_compile_pass(anchor, lower, gates, owners) for (anchor, lower), gates in by_pass.items())
+    return _Prefilter(passes, re.compile("|".join(_quick_alternatives(passes))))
+
+
+def _quick_alternatives(passes: tuple[_Pass, ...]) -> Iterator[str]:
+    """Each pass as alternatives that start with a literal, case-insensitive ones in both cases."""
+    for one in passes:
+        if one.lower:
+            yield from (f"{re.escape(a)}(?i:{one.rests})" for a in dict.fromkeys((one.anchor, one.anchor.upper())))
+        else:
+            yield one.search.pattern
+
+
+def _compile_pass(anchor: str, lower: bool, gates: list[_Gate], owners: dict[_Gate, list[int]]) -> _Pass:
+    compiled = tuple(
+        _CompiledGate(
+            re.compile(g.regex.encode() if g.lower else g.regex),
+            g.lower,
+            re.compile(g.line.encode()) if g.line else None,
+            tuple(owners[g]),
         )
-        passes.append((re.compile(search), compiled))
-    return tuple(passes)
+        for g in gates
+    )
+    return _Pass(anchor, "|".join(dict.fromkeys(g.rest for g in gates)), lower, compiled)
 
 
 def _load_filters() -> tuple[Callable[[str], bool], ...]:
@@ -348,25 +428,21 @@ def _import(name: str) -> Any:
         raise ImportError(f"{_INSTALL_HINT} (could not import {name}: {exc})") from exc
 
 
-def _gated_lines(passes: tuple[_Pass, ...], text: str) -> dict[tuple[int, int], str]:
-    """{(line offset, plugin index): line} for each line where a gate of the plugin matches.
+def _ascii_lower(text: str) -> bytes:
+    """``text`` lower-cased as ASCII bytes, one per character (others become ``?``).
 
-    Gates never span a newline, so after a hit the search goes on from the next line.
+    Positions stay those of ``text``, and it is several times faster than
+    ``str.lower`` on text with non-ASCII characters. (Unlike the plugins'
+    case-insensitive regexes it does not fold the Kelvin sign into ``k``.)
     """
-    jobs: dict[tuple[int, int], str] = {}
-    for search, gates in passes:
-        match = search.search(text)
-        while match is not None:
-            start = text.rfind("\n", 0, match.start()) + 1
-            end = text.find("\n", match.end())
-            end = len(text) if end == -1 else end
-            line = text[start:end]
-            lower = functools.cache(line.lower)
-            for gate in gates:
-                if gate.matches(line, lower):
-                    jobs.update(((start, index), line) for index in gate.detectors)
-            match = search.search(text, end + 1)
-    return jobs
+    return text.encode("ascii", "replace").lower()
+
+
+def _trim_local(text: str, start: int, at: int) -> str:
+    """The local part ``text[start:at]`` without an escape letter (``\\n``) or leading punctuation."""
+    if start > 0 and text[start - 1] == "\\":
+        start += 1
+    return text[start:at].lstrip("._%+-")
 
 
 def _occurrences(line: str, value: str) -> Iterator[int]:
@@ -385,23 +461,20 @@ def _secret_bounds(text: str, start: int, length: int, secret_type: str) -> tupl
         start += 1
     while end > start and text[end - 1] in " \t\r\n\"'":
         end -= 1
-    tail = _JWT_CHARS if secret_type == _JWT else _TOKEN_CHARS  # its pattern ends lazily
-    end = tail.match(text, end).end()
-    while start > 0 and (text[start - 1].isascii() and (text[start - 1].isalnum() or text[start - 1] in "_-")):
-        start -= 1
-    return start, end
+    tail = _JWT_CHARS if secret_type == _JWT else _TOKEN_CHARS  # the JWT pattern ends lazily
+    return start, tail.match(text, end).end()
 
 
 def _private_key_bounds(text: str, marker: int) -> tuple[int, int]:
-    """From the ``-----BEGIN`` to the ``-----END ...-----`` line, else to a blank line or the end."""
+    """From ``-----BEGIN`` to the ``-----END ...-----`` marker; without one, to the end of the block."""
     start = marker
     while start > 0 and text[start - 1] == "-":
         start -= 1
     end_marker = _PEM_END.search(text, marker)
     if end_marker is not None:
         return start, end_marker.end()
-    blank = _BLANK_LINE.search(text, marker)
-    return start, blank.start() if blank is not None else len(text)
+    block_end = _KEY_BLOCK_END.search(text, marker)
+    return start, block_end.start() if block_end is not None else len(text)
 
 
 def _host_after(text: str, end: int) -> str:
@@ -421,6 +494,21 @@ def _mask(value: str) -> str:
     keep = 4 if len(value) >= 16 else 2 if len(value) >= 10 else 0
     hidden = min(len(value) - 2 * keep, 16)
     return f"{value[:keep]}{'*' * hidden}{value[len(value) - keep:] if keep else ''}"
+
+
+def _position(span: _Span) -> tuple[int, int]:
+    return span.start, -span.end
+
+
+def _replace(text: str, spans: list[_Span]) -> str:
+    """``text`` with each of the sorted, disjoint ``spans`` replaced by its marker."""
+    parts: list[str] = []
+    cursor = 0
+    for span in spans:
+        parts += [text[cursor : span.start], f"[REDACTED {span.type}]"]
+        cursor = span.end
+    parts.append(text[cursor:])
+    return "".join(parts)
 
 
 def _merge(spans: list[_Span]) -> list[_Span]:

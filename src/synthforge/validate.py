@@ -44,16 +44,19 @@ def validate(inputs: list[Path], tools_path: Path, suite_paths: list[Path], out_
 
 
 def write_outputs(inputs: list[Path], verdict: Verdict, out_path: Path, rejected_path: Path, scanner) -> int:
-    """Second pass: kept rows (canonical) to ``out_path``, the rest (masked) to ``rejected_path``."""
+    """Second pass: kept rows to ``out_path`` (as read when already canonical), the rest masked to ``rejected_path``."""
     kept = 0
-    with io.atomic_open(out_path) as out, io.atomic_open(rejected_path) as rejected:
+    with io.atomic_open(out_path, "wb") as out, io.atomic_open(rejected_path) as rejected:
         for index, path in enumerate(inputs):
-            for line in io.read_jsonl(path):
-                reasons = verdict.rejected.get((index, line.lineno))
+            for lineno, raw in io.read_raw(path):
+                reasons = verdict.rejected.get((index, lineno))
                 if reasons is not None:
+                    line = io.parse_line(str(path), lineno, raw)
                     rejected.write(io.dumps(quarantined(line, reasons, scanner)) + "\n")
                     continue
-                out.write((line.text if "messages" in line.row else io.dumps(canonical(line))) + "\n")
+                if (index, lineno) in verdict.converted:
+                    raw = io.dumps(canonical(io.parse_line(str(path), lineno, raw))).encode("utf-8")
+                out.write(raw + b"\n")
                 kept += 1
     return kept
 
