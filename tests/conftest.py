@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import signal
+import socketserver
+import subprocess
+import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -76,3 +84,63 @@ def tiny_model_dir(tmp_path_factory, generated_rows) -> Path:
     p = ModelParams(name="embedded", hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64)
     model.init_model(model.model_config(p, vocab, eos), 0, out)
     return out
+
+
+# --- headless Chromium without network (Data Docs tests) ------------------------------
+
+# Chromium's own services (component updater, network time, sign-in), which it calls whatever page it opens.
+CHROMIUM_HOSTS = re.compile(r"(^|\.)(google\.com|gvt1\.com)$|^update\.googleapis\.com$")
+
+
+class _Recorder(socketserver.BaseRequestHandler):
+    """A proxy that answers every request 502 and notes its first line: what the browser tried to fetch."""
+
+    def handle(self):
+        line = self.request.recv(4096).split(b"\r\n", 1)[0].decode("latin-1")
+        self.server.seen.append(line)
+        self.request.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+
+@pytest.fixture
+def offline_browser():
+    """``open(path) -> (dom, requests)``: headless Chromium with no network; requests are what the page asked for."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("chromium is not installed (setup.sh installs it on Debian/Ubuntu as root; "
+                    "or: sudo apt-get install chromium)")
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Recorder)
+    server.daemon_threads, server.seen = True, []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    home = Path(tempfile.mkdtemp(prefix="sf-chromium-"))  # short: Chromium's socket path under TMPDIR must be
+    env = {**os.environ, "HOME": str(home), "TMPDIR": str(home), "XDG_CONFIG_HOME": str(home / "config"),
+           "XDG_CACHE_HOME": str(home / "cache")}
+
+    def open_page(path: Path) -> tuple[str, list[str]]:
+        server.seen.clear()
+        args = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update",
+                f"--proxy-server=127.0.0.1:{server.server_address[1]}", "--proxy-bypass-list=<-loopback>",
+                f"--user-data-dir={home / 'profile'}", "--dump-dom", path.as_uri()]
+        with open(home / "stderr.log", "wb") as log:
+            proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True)
+            try:
+                dom, _ = proc.communicate(timeout=90)
+            except subprocess.TimeoutExpired:
+                dom = b""
+            finally:  # the browser and every helper process it started
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+        assert dom.strip(), f"chromium showed nothing for {path.name}: {(home / 'stderr.log').read_text()[-2000:]}"
+        hosts = [(line, re.split(r"[ /:]+", line.split(" ", 1)[1].removeprefix("http://"))[0])
+                 for line in server.seen if " " in line]
+        return dom.decode("utf-8", "replace"), [line for line, host in hosts if not CHROMIUM_HOSTS.search(host)]
+
+    try:
+        yield open_page
+    finally:
+        server.shutdown()
+        server.server_close()
+        shutil.rmtree(home, ignore_errors=True)
