@@ -191,9 +191,19 @@ def child(kind: str, source: Path, work: Path) -> None:
     tic = time.perf_counter()
     counts = (run_gate if kind == "gate" else run_plain)(source, work)
     wall = time.perf_counter() - tic
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     print(json.dumps({"kind": kind, **counts, "seconds": round(wall, 2), "rows_per_s": round(counts["rows"] / wall),
                       "peak_rss_mb": round(peak)}))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS. Not ru_maxrss: Linux keeps that across fork and exec, so a child would
+    report the parent's peak (the parent generated the rows)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # not Linux: KB, bytes on macOS
+    return peak / (2**20 if sys.platform == "darwin" else 1024)
 
 
 def measure(kind: str, source: Path, work: Path) -> dict:

@@ -25,8 +25,8 @@ def results():
     import great_expectations as gx
     import great_expectations.expectations as gxe
     import pandas as pd
-    from great_expectations.data_context.data_context.context_factory import project_manager
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    from synthforge.suites import ephemeral_context
 
     frame = pd.DataFrame({"tool": ["read_file", "write_file", None, "search"],
                           "arguments": ['{"path": "a"}', "{}", '{"q": 1}', '{"q": "' + "x" * 40 + '"}']})
@@ -41,18 +41,10 @@ def results():
     warning = gx.ExpectationSuite(name="warning", expectations=[
         gxe.ExpectTableRowCountToBeBetween(min_value=1, max_value=100,
                                            meta={"id": "row_count_sane", "reason": "A batch is not empty."})])
-    try:
-        previous = project_manager.get_current_project()
-    except gx.exceptions.DataContextRequiredError:
-        previous = None
-    try:
-        context = gx.get_context(mode="ephemeral")
-        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    with ephemeral_context() as context:
         asset = context.data_sources.add_pandas("gate").add_dataframe_asset("rows")
         batch = asset.add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": frame})
         return [batch.validate(suite, result_format="COMPLETE") for suite in (critical, warning)]
-    finally:
-        project_manager.set_project(previous)
 
 
 @pytest.fixture

@@ -73,3 +73,17 @@ def test_missing_tokenizer_is_a_clear_error(tmp_path, merged):
     (tmp_path / "empty").mkdir()
     with pytest.raises(GateError, match="empty: cannot load the tokenizer"):
         run(tmp_path, merged, tmp_path / "empty", 1000)
+
+
+def test_a_row_the_template_cannot_render_has_nothing_to_train(catalog, generated_rows):
+    from synthforge.columns import Flattener, Rules
+
+    class Broken:
+        eos_token_id = 1
+
+        def apply_chat_template(self, *args, **kwargs):
+            raise ValueError("this template has no tools support")
+
+    record, notes = Flattener(Rules(catalog=catalog, tokenizer=Broken())).row(generated_rows[0])
+    assert record["trainable_tokens"] == 0 and record["tokens"] is None
+    assert notes["trainable_tokens"] == ["the chat template cannot render this row: this template has no tools support"]

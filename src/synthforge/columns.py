@@ -134,7 +134,7 @@ class Flattener:
         try:
             enc = encode(self.rules.tokenizer, row)
         except Exception as exc:  # a template that cannot render the row: report it on the row
-            note("tokens", f"the chat template cannot render this row: {' '.join(str(exc).split())[:200]}")
+            note("trainable_tokens", f"the chat template cannot render this row: {' '.join(str(exc).split())[:200]}")
             return {"tokens": None, "trainable_tokens": 0, "eot_untrained": None}
         turns = sum(1 for m in row["messages"] if isinstance(m, dict) and m.get("role") == "assistant")
         eot = sum(1 for t, m in zip(enc.ids, enc.mask) if m and t == self._eos)

@@ -56,6 +56,8 @@ def _failing(verdict: Verdict, o) -> str:
     rows = [verdict.tables[o.table][p] for p in o.rows]
     if o.table == "dataset" and rows:
         r = rows[0]
+        if not r["rows_in"]:
+            return "the input has no rows"
         return f"{o.column} = {r[o.column]} ({r['rejected']} of {r['rows_in']} rows rejected)"
     key = {"categories": "category", "tools": "tool"}.get(o.table)
     shown = ", ".join(f"{r[key]} {o.column}={r[o.column]}" for r in rows[:6]) if key else str(o.observed)
