@@ -129,15 +129,23 @@ def check_spec_command(specs, tools, category, rows, seed, show_sample):
         raise SystemExit(1)
 
 
+def gate_command(fn):
+    """A gate stage command: the catalog, suites and report options both gates share, and ``--params``."""
+    for option in reversed([
+        click.option("--tools", type=EXISTING, required=True, help="Tool catalog (JSON)."),
+        click.option("--suite", "suites", type=PATH, multiple=True, required=True, help="Great Expectations suite (JSON)."),
+        click.option("--rejected", type=PATH, required=True, help="Quarantined rows with reasons."),
+        click.option("--report", type=PATH, required=True, help="JSON report (DVC metrics)."),
+        click.option("--docs", type=PATH, default=None, help="Folder for offline Data Docs (HTML)."),
+    ]):
+        fn = option(fn)
+    return stage_command(fn)
+
+
 @main.command()
 @click.option("--input", "inputs", type=PATH, multiple=True, required=True, help="JSONL file(s) to gate.")
-@click.option("--tools", type=EXISTING, required=True, help="Tool catalog (JSON).")
-@click.option("--suite", "suites", type=PATH, multiple=True, required=True, help="Great Expectations suite (JSON).")
 @click.option("--out", type=PATH, required=True, help="Rows that pass.")
-@click.option("--rejected", type=PATH, required=True, help="Quarantined rows with reasons.")
-@click.option("--report", type=PATH, required=True, help="JSON report (DVC metrics).")
-@click.option("--docs", type=PATH, default=None, help="Folder for offline Data Docs (HTML).")
-@stage_command
+@gate_command
 def validate(inputs, tools, suites, out, rejected, report, docs, params_path):
     """Gate raw rows with the expectation suites; exit 1 when a critical expectation fails."""
     from .validate import validate as run
@@ -150,13 +158,8 @@ def validate(inputs, tools, suites, out, rejected, report, docs, params_path):
 @main.command("gate-splits")
 @click.option("--data", "data_dir", type=EXISTING, required=True, help="Merged split folder.")
 @click.option("--tokenizer", "tokenizer_dir", type=EXISTING, required=True, help="Tokenizer folder (stage tokenizer).")
-@click.option("--tools", type=EXISTING, required=True, help="Tool catalog (JSON).")
-@click.option("--suite", "suites", type=PATH, multiple=True, required=True, help="Great Expectations suite (JSON).")
 @click.option("--out", type=PATH, required=True, help="Folder of gated splits (same layout as --data).")
-@click.option("--rejected", type=PATH, required=True, help="Quarantined rows with reasons.")
-@click.option("--report", type=PATH, required=True, help="JSON report (DVC metrics).")
-@click.option("--docs", type=PATH, default=None, help="Folder for offline Data Docs (HTML).")
-@stage_command
+@gate_command
 def gate_splits(data_dir, tokenizer_dir, tools, suites, out, rejected, report, docs, params_path):
     """Gate the merged splits with the model's tokenizer before any training."""
     from .gate_splits import gate_splits as run

@@ -17,8 +17,6 @@ suite parameter. Token columns are filled only when a tokenizer is given
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +24,8 @@ from typing import Any, Callable
 
 from . import io
 from .catalog import Catalog
-from .schema import ROLES, FormatError, call_arguments, call_name, parse_arguments, to_canonical, tool_calls
+from .schema import (ROLES, FormatError, call_arguments, call_name, parse_arguments, row_digest, to_canonical,
+                     tool_calls)
 
 COLUMNS = {  # name -> what it holds
     "parse_error": "why the line is not a readable chat row (None when it is)",
@@ -84,7 +83,7 @@ class Flattener:
         except FormatError as exc:
             return {"parse_error": str(exc), "category": "unreadable"}, {"parse_error": [str(exc)]}, None
         record, notes = self.row(row)
-        key = digest(row)
+        key = row_digest(row)
         if (first := self.seen.get(key)) is not None:
             record["duplicate_of"] = first
             notes["duplicate_of"] = [f"same messages and tools as {first}"]
@@ -107,22 +106,22 @@ class Flattener:
         last = last if isinstance(last, str) else repr(last)
         if last != "assistant":
             note("last_role", f"last message is {last or 'missing'!r}, expected 'assistant'")
-        check_calls(messages, self.rules.catalog, note)
+        arguments = check_calls(messages, self.rules.catalog, note)
         shortest = check_text(messages, note)
         meta = row.get("meta") if isinstance(row.get("meta"), dict) else {}
         record = {"role_order_ok": not order, "last_role": sys.intern(last),
                   **{c: len(notes.get(c, ())) for c in COUNTED}, "shortest_user_chars": shortest,
                   "category": sys.intern(str(meta.get("category") or "unknown"))}
         if self.rules.scanner is not None:
-            record.update(self._sensitive(messages, note))
+            record.update(self._sensitive(messages, arguments, note))
         record.update(context_columns(meta.get("context"), note))
         if self.rules.tokenizer is not None:
             record.update(self._tokens(row, note))
         return record, notes
 
-    def _sensitive(self, messages: list[dict], note: Note) -> dict:
+    def _sensitive(self, messages: list[dict], arguments: list[tuple[int, Any]], note: Note) -> dict:
         found = {"secret": 0, "email": 0}
-        for i, text in message_texts(messages):
+        for i, text in message_texts(messages, arguments):
             for f in self.rules.scanner.scan(text):
                 found[f.kind] = found.get(f.kind, 0) + 1
                 note("secrets" if f.kind == "secret" else "emails", f"message {i}: {f.type} ({f.redacted})")
@@ -152,12 +151,6 @@ def canonical(line: io.Line) -> dict:
     return to_canonical(line.row, row_id=None if "id" in line.row else f"{Path(line.path).stem}-{line.lineno:06d}")
 
 
-def digest(row: dict) -> bytes:
-    """Content hash of a canonical row's messages and tools (exact duplicates)."""
-    text = json.dumps([row["messages"], row.get("tools")], ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
-
-
 def _eos_id(tokenizer) -> int | None:
     eos = getattr(tokenizer, "eos_token_id", None)
     return eos if isinstance(eos, int) else None
@@ -182,10 +175,14 @@ def role_order_problem(messages: list[dict]) -> str | None:
     return None
 
 
-def check_calls(messages: list[dict], catalog: Catalog, note: Note) -> None:
-    """Notes for unanswered calls, orphan results, unknown tools and bad arguments."""
+def check_calls(messages: list[dict], catalog: Catalog, note: Note) -> list[tuple[int, Any]]:
+    """Notes for unanswered calls, orphan results, unknown tools and bad arguments.
+
+    Returns (message index, arguments) of every call: the parsed object, or the raw value when it does not parse.
+    """
     answered_at = {_id(m.get("tool_call_id")): i for i, m in enumerate(messages) if m.get("role") == "tool"}
     seen: set = set()
+    arguments = []
     for i, m in enumerate(messages):
         if m.get("role") == "tool":
             if (cid := _id(m.get("tool_call_id"))) is None or cid not in seen:
@@ -196,24 +193,28 @@ def check_calls(messages: list[dict], catalog: Catalog, note: Note) -> None:
             seen.add(cid)
             if i < len(messages) - 1 and (cid is None or answered_at.get(cid, -1) <= i):
                 note("unanswered_calls", f"message {i}: call {name!r} ({cid}) has no tool result")
-            check_call(i, name, call, catalog, note)
+            arguments.append((i, check_call(i, name, call, catalog, note)))
+    return arguments
 
 
 def _id(value: Any) -> str | int | None:
     return value if isinstance(value, (str, int)) and not isinstance(value, bool) else None
 
 
-def check_call(i: int, name: str | None, call: Any, catalog: Catalog, note: Note) -> None:
+def check_call(i: int, name: str | None, call: Any, catalog: Catalog, note: Note) -> Any:
+    """Notes for one call; its arguments parsed (or raw when they do not parse)."""
     if name not in catalog:
         note("unknown_tools", f"message {i}: call {name!r} names no tool of catalog {catalog.name!r}")
     try:
         args = parse_arguments(call_arguments(call))
     except FormatError as exc:
-        return note("args_invalid_json", f"message {i}: call {name!r} {exc}")
+        note("args_invalid_json", f"message {i}: call {name!r} {exc}")
+        return call_arguments(call)
     if name in catalog and (errors := catalog.check_arguments(name, args)):
         more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
         note("args_schema_errors", f"message {i}: call {name!r} arguments break its schema:"
                                    f" {errors[0].removeprefix(f'{name}: ')}{more}")
+    return args
 
 
 def check_text(messages: list[dict], note: Note) -> int | None:
@@ -234,25 +235,18 @@ def text_of(content: Any) -> str:
     return content if isinstance(content, str) else ""
 
 
-def message_texts(messages: list[dict]):
-    """(message index, text) of every content and every tool-call argument string."""
+def message_texts(messages: list[dict], arguments: list[tuple[int, Any]]):
+    """(message index, text) of every content and every string in the calls' ``arguments`` (from check_calls)."""
     for i, m in enumerate(messages):
         if text := text_of(m.get("content")):
             yield i, text
-        for call in tool_calls(m):
-            for text in _strings(call_arguments(call)):
-                yield i, text
+    for i, args in arguments:
+        for text in _strings(args):
+            yield i, text
 
 
 def _strings(value: Any):
-    """String leaves of tool-call arguments (a JSON string is decoded first; unparseable stays text)."""
-    if isinstance(value, str):
-        try:
-            decoded = json.loads(value)
-        except ValueError:
-            yield value
-            return
-        value = decoded
+    """String leaves of decoded tool-call arguments (arguments that did not parse are one string)."""
     stack = [value]
     while stack:
         v = stack.pop()

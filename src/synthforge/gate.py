@@ -26,7 +26,8 @@ from pathlib import Path
 
 from . import io
 from .columns import COLUMNS, Flattener, Rules, called_tools
-from .suites import Outcome, Suite, SuiteError, run_suites
+from .suites import TABLES, Outcome, Suite, SuiteError, run_suites
+
 
 class GateError(Exception):
     """The gate failed or cannot run (message shown verbatim); ``verdict`` and ``report`` are set when it ran."""
@@ -68,7 +69,6 @@ class Scan:
 class Verdict:
     rows_in: int
     rejected: dict[tuple[int, int], list[str]]  # (file index, line) -> reasons
-    redact: set[tuple[int, int]]  # rejected lines holding secrets or e-mail addresses
     outcomes: list[Outcome]
     results: list  # GX validation results (Data Docs)
     examples: dict[str, str]  # expectation id -> "file:line: detail"
@@ -126,37 +126,28 @@ def run(paths: list[Path], config: Config) -> Verdict:
         frame = pd.DataFrame(s.columns)
         outcomes, results = run_suites(config.suites, {"rows": frame}, config.parameters, ("rows",))
         del frame
-        rejected, redact, examples = _judge_rows(s, outcomes)
+        rejected, examples = _judge_rows(s, outcomes)
         tables = aggregate(s, rejected, config)
-        frames = {name: pd.DataFrame(rows, columns=_table_columns(name)) for name, rows in tables.items()}
+        frames = {name: pd.DataFrame(rows, columns=list(TABLES[name])) for name, rows in tables.items()}
         more, more_results = run_suites(config.suites, frames, config.parameters, tuple(frames))
     except SuiteError as exc:
         raise GateError(str(exc)) from None
     skipped = sorted({i for suite in config.suites for i in suite.skipped})
-    return Verdict(len(s), rejected, redact, outcomes + more, results + more_results, examples, s.notices,
+    return Verdict(len(s), rejected, outcomes + more, results + more_results, examples, s.notices,
                    tables, skipped, s.converted)
 
 
 def _judge_rows(s: Scan, outcomes: list[Outcome]):
     rejected: dict[tuple[int, int], list[str]] = {}
-    redact, examples = set(), {}
+    examples: dict[str, str] = {}
     for o in outcomes:
         for pos in o.rows:
             details = s.notes.get(pos, {}).get(o.column) or [f"{o.column} = {s.columns[o.column][pos]!r}"]
             examples.setdefault(o.id, f"{s.where(pos)}: {details[0]}")
             if o.level != "critical":
                 continue
-            key = (s.file[pos], s.lineno[pos])
-            rejected.setdefault(key, []).extend(f"{o.id}: {d}" for d in details)
-            if o.column in ("secrets", "emails"):
-                redact.add(key)
-    return rejected, redact, examples
-
-
-def _table_columns(name: str) -> list[str]:
-    from .suites import TABLES
-
-    return list(TABLES[name])
+            rejected.setdefault((s.file[pos], s.lineno[pos]), []).extend(f"{o.id}: {d}" for d in details)
+    return rejected, examples
 
 
 def aggregate(s: Scan, rejected: dict, config: Config) -> dict[str, list[dict]]:

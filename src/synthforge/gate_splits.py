@@ -22,10 +22,10 @@ import shutil
 from pathlib import Path
 
 from . import io
-from .columns import digest
 from .gate import GateError, Verdict, configure, run
 from .gatereport import build_report, failure_message, write_docs
 from .params import ValidateParams
+from .schema import row_digest
 from .validate import quarantined
 
 SPLITS = ("train", "valid", "test")
@@ -68,21 +68,22 @@ def load_tokenizer(folder: Path):
 
 
 def write_splits(files: list[Path], verdict: Verdict, out_dir: Path, rejected_path: Path, scanner):
-    """Kept rows of each split to ``out_dir``; the rest to ``rejected_path``; digests of the dropped rows."""
+    """Kept lines of each split to ``out_dir`` as read; the rest to ``rejected_path``; digests of the dropped rows."""
     dropped, written = set(), {}
     with io.atomic_open(rejected_path) as rejected:
         for index, path in enumerate(files):
             kept = 0
-            with io.atomic_open(out_dir / path.name) as out:
-                for line in io.read_jsonl(path):
-                    reasons = verdict.rejected.get((index, line.lineno))
+            with io.atomic_open(out_dir / path.name, "wb") as out:
+                for lineno, raw in io.read_raw(path):
+                    reasons = verdict.rejected.get((index, lineno))
                     if reasons is None:
-                        out.write(line.text + "\n")
+                        out.write(raw + b"\n")
                         kept += 1
                         continue
+                    line = io.parse_line(str(path), lineno, raw)
                     rejected.write(io.dumps(quarantined(line, reasons, scanner)) + "\n")
                     if line.row is not None and isinstance(line.row.get("messages"), list):
-                        dropped.add(digest(line.row))
+                        dropped.add(row_digest(line.row))
             written[path.name] = kept
     return dropped, written
 
@@ -94,6 +95,6 @@ def copy_filtered(data_dir: Path, out_dir: Path, dropped: set[bytes]) -> dict[st
         rel = path.relative_to(data_dir)
         if len(rel.parts) == 1 and path.stem in SPLITS:
             continue
-        rows = [r for r in io.read_rows(path) if digest(r) not in dropped]
+        rows = [r for r in io.read_rows(path) if row_digest(r) not in dropped]
         written[str(rel)] = io.write_jsonl(out_dir / rel, rows)
     return written

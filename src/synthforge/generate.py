@@ -116,7 +116,7 @@ def scenario_plan(spec: Spec, count: int | dict[str, int], rng: random.Random) -
             key = f"generate.categories.{spec.category}"
             raise SpecError(f"{key}.{(unknown or missing)[0]}: " + (
                 f"no such sub-category in {spec.path} (it has: {', '.join(subs)})" if unknown
-                else f"the spec's sub-category has no count (give it 0 to skip it)"))
+                else "the spec's sub-category has no count (give it 0 to skip it)"))
         plan = [s for sub in subs for s in _apportion([x for x in spec.scenarios if subcategory(x) == sub], count[sub])]
     rng.shuffle(plan)
     return plan

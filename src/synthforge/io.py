@@ -59,32 +59,41 @@ def read_raw(path: str | Path, notices: list[str] | None = None) -> Iterator[tup
         raise InputError(f"{path}: file not found")
     if path.is_dir():
         raise InputError(f"{path}: is a folder, expected a JSONL file")
-    seen: dict[str, list[int]] = {"bom": [], "crlf": [], "blank": []}
+    seen = {key: _Seen() for key in _QUIRKS}
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             if raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
-                seen["bom"].append(lineno)
+                seen["bom"].add(lineno)
             if raw.endswith(b"\r\n"):
-                seen["crlf"].append(lineno)
+                seen["crlf"].add(lineno)
             raw = raw.rstrip(b"\r\n")
             if raw.strip():
                 yield lineno, raw
             else:
-                seen["blank"].append(lineno)
+                seen["blank"].add(lineno)
     if notices is not None:
-        notices += _notices(path, seen)
+        notices += [f"{path}: {_QUIRKS[key]} on {s}" for key, s in seen.items() if s.count]
 
 
-def _notices(path: Path, seen: dict[str, list[int]]) -> list[str]:
-    what = {"bom": "UTF-8 byte-order mark removed", "crlf": "CRLF line end read as LF",
-            "blank": "blank line skipped (not a row)"}
-    out = []
-    for key, lines in seen.items():
-        if lines:
-            shown = ", ".join(map(str, lines[:5])) + (f" and {len(lines) - 5} more" if len(lines) > 5 else "")
-            out.append(f"{path}: {what[key]} on {len(lines)} line{'s' * (len(lines) != 1)} ({shown})")
-    return out
+_QUIRKS = {"bom": "UTF-8 byte-order mark removed", "crlf": "CRLF line end read as LF",
+           "blank": "blank line skipped (not a row)"}
+
+
+class _Seen:
+    """How many lines had a quirk, and the first five of them (a CRLF file must not keep every line number)."""
+
+    def __init__(self):
+        self.count, self.first = 0, []
+
+    def add(self, lineno: int) -> None:
+        self.count += 1
+        if len(self.first) < 5:
+            self.first.append(lineno)
+
+    def __str__(self) -> str:
+        more = f" and {self.count - 5} more" if self.count > 5 else ""
+        return f"{self.count} line{'s' * (self.count != 1)} ({', '.join(map(str, self.first))}{more})"
 
 
 def parse_line(path: str, lineno: int, raw: bytes) -> Line:
@@ -165,9 +174,3 @@ def file_md5(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def content_hash(obj: Any) -> str:
-    """Stable hash of a JSON-serialisable value (for exact-duplicate detection)."""
-    text = json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import io
 from .params import MergeParams
-from .schema import mlx_row
+from .schema import mlx_row, row_digest
 
 SPLITS = ("train", "valid", "test")
 
@@ -28,7 +28,7 @@ def merge(inputs: list[Path], out_dir: Path, report_path: Path, p: MergeParams, 
     rows, duplicates, seen = [], 0, set()
     for path in inputs:
         for row in io.read_rows(path):
-            key = io.content_hash({"messages": row["messages"], "tools": row.get("tools")})
+            key = row_digest(row)
             if key in seen:
                 duplicates += 1
                 continue

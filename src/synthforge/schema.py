@@ -19,6 +19,7 @@ The seed-003 style (``conversations`` with ``role/content`` or
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 from typing import Any, Iterator
@@ -79,6 +80,12 @@ def called_tools(row: dict) -> list[str]:
 def tool_names(tools: list[dict]) -> list[str]:
     """Names of the tool definitions of a row."""
     return [t["function"]["name"] for t in tools if isinstance(t, dict) and "function" in t]
+
+
+def row_digest(row: dict) -> bytes:
+    """Content hash of a row's messages and tools: rows with equal digests are exact duplicates."""
+    text = json.dumps([row["messages"], row.get("tools")], ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
 
 
 def for_template(messages: list[dict]) -> list[dict]:
