@@ -9,8 +9,10 @@ import shutil
 import signal
 import socketserver
 import subprocess
+import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -84,6 +86,33 @@ def tiny_model_dir(tmp_path_factory, generated_rows) -> Path:
     p = ModelParams(name="embedded", hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64)
     model.init_model(model.model_config(p, vocab, eos), 0, out)
     return out
+
+
+@pytest.fixture
+def mlx_server(tiny_model_dir, tmp_path):
+    """``mlx_lm.server`` serving the tiny model on 127.0.0.1; its log counts the requests."""
+    import urllib.request
+
+    port = free_port()
+    log = tmp_path / "server.log"
+    with log.open("w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "mlx_lm", "server", "--model", str(tiny_model_dir),
+                                 "--host", "127.0.0.1", "--port", str(port)], stdout=fh, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/models", timeout=2).read()
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"mlx_lm.server did not start:\n{log.read_text()[-2000:]}")
+                time.sleep(0.5)
+        yield url, lambda: log.read_text().count("POST /v1/chat/completions")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 # --- headless Chromium without network (Data Docs tests) ------------------------------

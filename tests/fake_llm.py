@@ -4,7 +4,7 @@ Each prompt is assigned a behaviour by a stable hash of its text: answer at
 once, answer after a 429, after a 500, after a reply slower than the
 client's timeout, or always answer with malformed JSON. A valid answer
 echoes the outline from the prompt back as the "rewritten" conversation,
-so it passes the gate. ``delay`` slows every answer (for kill-and-resume).
+so it passes the gate; a ``reply`` function replaces that echo (e.g. a judge). ``delay`` slows every answer (for kill-and-resume).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ def behaviour(prompt: str) -> str:
 
 
 class FakeLLM:
-    def __init__(self, slow_s: float = 1.5, delay: float = 0.0):
-        self.slow_s, self.delay = slow_s, delay
+    def __init__(self, slow_s: float = 1.5, delay: float = 0.0, reply=None):
+        self.slow_s, self.delay, self.reply = slow_s, delay, reply  # reply(body) -> text replaces the echo
         self.requests, self.seen, self.auth = 0, {}, set()
         self.lock = threading.Lock()
         server = self
@@ -70,6 +70,8 @@ class FakeLLM:
             return int(kind), json.dumps({"error": {"message": "try again"}})
         if kind == "slow" and n == 1:
             time.sleep(self.slow_s)
+        if self.reply is not None:
+            return 200, _completion(self.reply(body))
         if kind == "malformed":
             return 200, _completion("Sure! Here is the conversation: {\"messages\": [oops")
         outline = json.loads(prompt.splitlines()[-1])

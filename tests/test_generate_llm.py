@@ -8,7 +8,6 @@ import sys
 import time
 from collections import Counter
 
-import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -116,33 +115,6 @@ def test_wrong_model_stops_the_stage_instead_of_rejecting_every_row(tmp_path, ml
     assert result.exit_code == 1
     assert "HTTP 404, no such endpoint or model" in result.output
     assert not (out / "rows.jsonl").exists()
-
-
-@pytest.fixture
-def mlx_server(tiny_model_dir, tmp_path):
-    """``mlx_lm.server`` serving the tiny model on 127.0.0.1; its log counts the requests."""
-    import urllib.request
-
-    port = free_port()
-    log = tmp_path / "server.log"
-    with log.open("w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "mlx_lm", "server", "--model", str(tiny_model_dir),
-                                 "--host", "127.0.0.1", "--port", str(port)], stdout=fh, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/models", timeout=2).read()
-                break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"mlx_lm.server did not start:\n{log.read_text()[-2000:]}")
-                time.sleep(0.5)
-        yield url, lambda: log.read_text().count("POST /v1/chat/completions")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_against_mlx_lm_server_rerun_is_free_and_resume_matches(tmp_path, mlx_server):

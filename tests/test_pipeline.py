@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 # only sources: a checkout where the pipeline already ran must not copy its outputs into git
 COPY = ["dvc.yaml", "params.yaml", ".dvcignore", ".dvc/config", ".dvc/.gitignore", "src", "data/specs", "data/tools",
-        "expectations"]
+        "data/seed", "expectations"]
 
 
 def tiny_params(raw: dict) -> dict:

@@ -22,7 +22,7 @@ from pathlib import Path
 import click
 
 from .catalog import CatalogError
-from .io import InputError
+from .io import InputError, jsonl_files
 from .params import ParamsError, load_params
 from .schema import FormatError
 from .specs import SpecError
@@ -143,16 +143,19 @@ def gate_command(fn):
 
 
 @main.command()
-@click.option("--input", "inputs", type=PATH, multiple=True, required=True, help="JSONL file(s) to gate.")
+@click.option("--input", "inputs", type=PATH, multiple=True, required=True, help="Generated JSONL file(s) to gate.")
+@click.option("--import", "imported", type=PATH, multiple=True,
+              help="Imported JSONL file(s) or folder(s) of them, e.g. legacy data in data/seed/:"
+                   " gated alike; their categories count as expected.")
 @click.option("--out", type=PATH, required=True, help="Rows that pass.")
 @gate_command
-def validate(inputs, tools, suites, out, rejected, report, docs, params_path):
+def validate(inputs, imported, tools, suites, out, rejected, report, docs, params_path):
     """Gate raw rows with the expectation suites; exit 1 when a critical expectation fails."""
     from .validate import validate as run
 
     p = load_params(params_path)
     _gate(lambda: run(list(inputs), tools, list(suites), out, rejected, report, docs, p.validate,
-                      p.generate.category_totals()), "validate")
+                      p.generate.category_totals(), imported=jsonl_files(imported)), "validate")
 
 
 @main.command("gate-splits")
@@ -186,18 +189,42 @@ def _gate(call, name: str) -> None:
 
 
 @main.command()
-@click.option("--input", "input_path", type=EXISTING, required=True)
-@click.option("--out", type=PATH, required=True)
-@click.option("--report", type=PATH, required=True)
+@click.option("--input", "input_path", type=EXISTING, required=True, help="Gated rows (stage validate).")
+@click.option("--tools", type=EXISTING, required=True, help="Tool catalog (JSON).")
+@click.option("--suite", "suites", type=EXISTING, multiple=True, required=True,
+              help="Suite whose critical row expectations every rewrite must pass.")
+@click.option("--out", type=PATH, required=True, help="Kept and enhanced rows, with lineage.")
+@click.option("--rejected", type=PATH, required=True, help="Rows left out, with the reason.")
+@click.option("--kto", "kto_path", type=PATH, help="KTO pairs: original (false), accepted rewrite (true).")
+@click.option("--report", type=PATH, required=True, help="JSON report (DVC metrics).")
+@click.option("--plots", "plots_dir", type=PATH, help="Folder for score histograms (CSV for DVC plots, PNG).")
+@click.option("--cache", type=PATH, help="Reply cache of the LLM judge (enhance.judge: openai).")
+@click.option("--track/--no-track", default=True, show_default=True, help="Log an 'enhance' run to MLflow.")
 @stage_command
-def enhance(input_path, out, report, params_path):
-    """Score every example and repair those under enhance.min_score."""
+def enhance(input_path, tools, suites, out, rejected, kto_path, report, plots_dir, cache, track, params_path):
+    """Score every example, rewrite the weak ones, keep a rewrite only if better and still gated."""
+    from dataclasses import asdict
+
     from .enhance import enhance as run
+    from .gate import GateError
 
     p = load_params(params_path)
-    r = run(input_path, out, report, p.enhance)
-    click.echo(f"enhance: {r['rows']} rows, {r['repaired']} repaired; mean score"
-               f" {r['score_before']:.2f} -> {r['score_after']:.2f}")
+    try:
+        r = run(input_path, tools, list(suites), out, rejected, report, p.enhance, p.validate, kto_path=kto_path,
+                plots_dir=plots_dir, cache_path=cache, seed=p.base.seed)
+    except GateError as exc:
+        raise click.ClickException(f"enhance: the critical gate cannot run: {exc}") from None
+    e = r["enhanced_rows"]
+    click.echo(f"enhance: in {r['rows_in']} = kept {r['kept']} + enhanced {r['enhanced']} + rejected {r['rejected']}"
+               f" ({r['scorer']})")
+    click.echo(f"  enhanced rows: mean score {e['score_before']:.2f} -> {e['score_after']:.2f};"
+               f" all rows {r['all_rows']['score_before']:.2f} -> {r['all_rows']['score_after']:.2f}")
+    if r["rejected_reasons"]:
+        click.echo(f"  rejected: {r['rejected_reasons']} (reasons in {rejected})")
+    if track:
+        from .tracking import log_enhance
+
+        log_enhance(r, {"base.seed": p.base.seed, "enhance": asdict(p.enhance)}, plots_dir, params_path=params_path)
 
 
 @main.command()

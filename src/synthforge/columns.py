@@ -17,6 +17,7 @@ suite parameter. Token columns are filled only when a tokenizer is given
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +25,8 @@ from typing import Any, Callable
 
 from . import io
 from .catalog import Catalog
-from .schema import (ROLES, FormatError, call_arguments, call_name, parse_arguments, row_digest, to_canonical,
-                     tool_calls)
+from .schema import (ROLES, FormatError, call_arguments, call_name, parse_arguments, row_digest, string_leaves,
+                     to_canonical, tool_calls)
 
 COLUMNS = {  # name -> what it holds
     "parse_error": "why the line is not a readable chat row (None when it is)",
@@ -48,6 +49,7 @@ COLUMNS = {  # name -> what it holds
     "trainable_tokens": "tokens trained after masking (assistant turns)",
     "eot_untrained": "assistant turns whose end-of-turn token is not trained",
     "category": "meta.category",
+    "imported": "converted from another format (legacy data): its category counts as expected, not as extra",
 }
 CONTEXT_KEYS = ("sessionMemory", "toolContext", "primaryGoal", "subgoal")
 Note = Callable[[str, str], None]
@@ -79,7 +81,7 @@ class Flattener:
             if len(line.text) > self.rules.max_line_bytes:
                 raise FormatError(f"line is {len(line.text.encode('utf-8')):,} bytes"
                                   f" (> validate.max_line_bytes {self.rules.max_line_bytes:,})")
-            row = canonical(line)
+            row = canonical(line, self.rules.catalog)
         except FormatError as exc:
             return {"parse_error": str(exc), "category": "unreadable"}, {"parse_error": [str(exc)]}, None
         record, notes = self.row(row)
@@ -111,7 +113,8 @@ class Flattener:
         meta = row.get("meta") if isinstance(row.get("meta"), dict) else {}
         record = {"role_order_ok": not order, "last_role": sys.intern(last),
                   **{c: len(notes.get(c, ())) for c in COUNTED}, "shortest_user_chars": shortest,
-                  "category": sys.intern(str(meta.get("category") or "unknown"))}
+                  "category": sys.intern(str(meta.get("category") or "unknown")),
+                  "imported": bool(meta.get("source_format"))}
         if self.rules.scanner is not None:
             record.update(self._sensitive(messages, arguments, note))
         record.update(context_columns(meta.get("context"), note))
@@ -146,9 +149,31 @@ COUNTED = ("unanswered_calls", "orphan_results", "args_invalid_json", "args_sche
            "unknown_tools", "empty_content")
 
 
-def canonical(line: io.Line) -> dict:
-    """The canonical row of a parsed line (seed-003 rows get an id from file and line)."""
-    return to_canonical(line.row, row_id=None if "id" in line.row else f"{Path(line.path).stem}-{line.lineno:06d}")
+def canonical(line: io.Line, catalog: Catalog | None = None) -> dict:
+    """The canonical row of a parsed line.
+
+    A seed-003 row gets an id from its file and line (``legacy_tools-000012``)
+    and ``meta.source`` (``file:line``); when it lists no tools, the catalog's
+    definitions of the tools it calls are attached, plus one distractor
+    picked by a hash of the id, so the model still has to choose.
+    """
+    row = to_canonical(line.row, row_id=None if "id" in line.row else f"{Path(line.path).stem}-{line.lineno:06d}")
+    if row is line.row:
+        return row
+    row["meta"]["source"] = line.where
+    if catalog is not None and not row.get("tools"):
+        row["tools"] = offered_tools(row, catalog)
+    return row
+
+
+def offered_tools(row: dict, catalog: Catalog) -> list[dict]:
+    """Catalog definitions of the tools ``row`` calls, plus one distractor chosen by a hash of its id."""
+    called = list(dict.fromkeys(n for n in called_tools(row) if n in catalog))
+    others = [n for n in catalog.names if n not in called]
+    if others:
+        digest = hashlib.blake2b(str(row["meta"].get("id")).encode(), digest_size=4).digest()
+        called.append(others[int.from_bytes(digest, "big") % len(others)])
+    return [catalog.by_name[n] for n in called]
 
 
 def _eos_id(tokenizer) -> int | None:
@@ -241,21 +266,8 @@ def message_texts(messages: list[dict], arguments: list[tuple[int, Any]]):
         if text := text_of(m.get("content")):
             yield i, text
     for i, args in arguments:
-        for text in _strings(args):
+        for text in string_leaves(args):
             yield i, text
-
-
-def _strings(value: Any):
-    """String leaves of decoded tool-call arguments (arguments that did not parse are one string)."""
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, str):
-            yield v
-        elif isinstance(v, dict):
-            stack.extend(v.values())
-        elif isinstance(v, list):
-            stack.extend(v)
 
 
 def context_columns(context: Any, note: Note) -> dict:

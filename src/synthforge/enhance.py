@@ -1,169 +1,205 @@
-"""Stage ``enhance``: score every example, repair the weak ones, score again.
+"""Stage ``enhance``: score every example, rewrite the weak ones, keep only real improvements.
 
-The default scorer is deterministic. Each dimension gives 1-5 and a reason:
+The loop, per row:
 
-``tool_call_validity``
-    every call names a tool the row shows and its arguments fit the schema.
-``prompt_naturalness``
-    the first user message is a natural request (words, not a JSON blob or a
-    ``Result:`` continuation, long enough to say what is wanted).
-``explanation_quality``
-    assistant turns that call tools say what they are doing and why.
-``response_realism``
-    the final answer is substantive (not a one-word reply).
+1. **Score** it: 1-5 and a reason per dimension, by the rule scorer
+   (:mod:`synthforge.scoring`, default) or the LLM judge
+   (:mod:`synthforge.judge`, ``enhance.judge: openai``). A judge reply that
+   is not a usable score rejects the row, with the reason.
+2. A row scoring at least ``enhance.min_score`` is **kept** as it is (stale
+   metadata of an old dataset stripped).
+3. A weaker row is **rewritten** by the repairs of :mod:`synthforge.repairs`
+   that apply to it, then **re-scored** and run through the **critical
+   gate** (the same suite as stage ``validate``). The rewrite is accepted
+   only if its score rose, it reached ``min_score`` (unless
+   ``enhance.require_min_score`` is false) and it passes the gate;
+   otherwise the row goes to the rejected file with the reason, and
+   neither version reaches training.
 
-Rows whose mean is under ``enhance.min_score`` get the rule-based repairs
-below and are re-scored; ``meta`` records the scores before and after and the
-repairs applied.
+Every output row carries ``meta.lineage``: its source id, status (kept or
+enhanced), attempt, scorer and rubric version, score before and after, and
+the repairs applied. Counts add up: in = kept + enhanced + rejected. Under
+the rule scorer the stage is deterministic: the same input gives
+byte-identical outputs.
 
-    synthforge enhance --input data/validated/valid.jsonl --out data/enhanced/enhanced.jsonl \\
-        --report reports/enhance.json
+Outputs: the rows, the rejected rows with reasons, optional KTO pairs
+(original labelled false, accepted rewrite labelled true, interleaved), the
+report (DVC metrics), score histograms as CSV (DVC plots) and PNG.
+
+    synthforge enhance --input data/validated/valid.jsonl --tools data/tools/coding_agent.json \\
+        --suite expectations/critical.json --out data/enhanced/enhanced.jsonl \\
+        --rejected data/enhanced/rejected.jsonl --kto data/enhanced/kto.jsonl \\
+        --report reports/enhance.json --plots reports/enhance --cache data/cache/enhance.jsonl
 """
 
 from __future__ import annotations
 
 import copy
-import re
-from statistics import mean
-
-import jsonschema
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from . import io
-from .params import EnhanceParams
-from .schema import FormatError, call_arguments, call_name, parse_arguments, tool_calls
-
-SCORER = "rules-v1"
-
-
-def score(row: dict) -> dict[str, dict]:
-    """Per-dimension ``{"score": 1-5, "reason": str}``."""
-    return {name: dict(zip(("score", "reason"), fn(row))) for name, fn in DIMENSIONS.items()}
+from .catalog import load_catalog
+from .params import EnhanceParams, ParamsError, ValidateParams
+from .repairs import repairs_for, strip_metadata
+from .schema import render_context
+from .scoring import Scorer, overall
+from .sensitive import Scanner, masked
 
 
-def tool_call_validity(row: dict) -> tuple[int, str]:
-    schemas = {t["function"]["name"]: t["function"].get("parameters", {}) for t in row.get("tools", [])}
-    calls = [c for m in row["messages"] for c in tool_calls(m)]
-    if not calls:
-        return 3, "no tool calls"
-    for call in calls:
-        name = call_name(call)
-        if name not in schemas:
-            return 1, f"calls {name!r}, which the row does not offer"
-        try:
-            args = parse_arguments(call_arguments(call))
-        except FormatError as exc:
-            return 1, f"{name}: {exc}"
-        if not jsonschema.Draft202012Validator(schemas[name]).is_valid(args):
-            return 2, f"{name}: arguments break the tool's schema"
-    return 5, f"{len(calls)} valid call(s)"
+@dataclass
+class Case:
+    """One input row on its way through the loop."""
+
+    row: dict
+    before: dict | str  # scores, or why there are none
+    status: str = ""  # kept | enhanced | rejected
+    rewrite: dict | None = None
+    repairs: list[str] = field(default_factory=list)
+    after: dict | str | None = None
+    reason: str = ""
+
+    @property
+    def source(self) -> str:
+        return str((self.row.get("meta") or {}).get("id", "?"))
 
 
-def prompt_naturalness(row: dict) -> tuple[int, str]:
-    user = next((m.get("content") or "" for m in row["messages"] if m["role"] == "user"), "")
-    text = user.strip()
-    if re.match(r"^(Result:|\{|\[)", text):
-        return 1, "the request is a JSON/Result continuation, not natural language"
-    words = re.findall(r"[A-Za-z]{2,}", text)
-    if len(words) < 3:
-        return 2, f"only {len(words)} words"
-    if len(words) < 6:
-        return 4, "short but natural"
-    return 5, "natural request"
+def enhance(input_path: Path, tools_path: Path, suite_paths: list[Path], out_path: Path, rejected_path: Path,
+            report_path: Path, p: EnhanceParams, vp: ValidateParams, *, kto_path: Path | None = None,
+            plots_dir: Path | None = None, cache_path: Path | None = None, seed: int = 42,
+            progress: bool = True) -> dict:
+    """Run the loop (module doc) on ``input_path``; write every output; return the report."""
+    from .enhancereport import build_report, write_plots
 
-
-def explanation_quality(row: dict) -> tuple[int, str]:
-    turns = [m for m in row["messages"] if m["role"] == "assistant" and tool_calls(m)]
-    if not turns:
-        return 4, "no tool-call turns to explain"
-    explained = sum(len((m.get("content") or "").split()) >= 4 for m in turns)
-    if explained == len(turns):
-        return 5, "every tool call is explained"
-    if explained:
-        return 3, f"{len(turns) - explained} of {len(turns)} tool-call turns unexplained"
-    return 2, "tool calls without any explanation"
-
-
-def response_realism(row: dict) -> tuple[int, str]:
-    final = row["messages"][-1]
-    words = len((final.get("content") or "").split())
-    if final.get("tool_calls"):
-        return 4, "ends on a tool call"
-    if words >= 12:
-        return 5, f"final answer of {words} words"
-    if words >= 5:
-        return 3, f"short final answer ({words} words)"
-    return 1, f"final answer of {words} words"
-
-
-DIMENSIONS = {
-    "tool_call_validity": tool_call_validity,
-    "prompt_naturalness": prompt_naturalness,
-    "explanation_quality": explanation_quality,
-    "response_realism": response_realism,
-}
-
-
-def explain_tool_calls(row: dict) -> bool:
-    """Repair. Reads: assistant ``tool_calls``, ``tools`` descriptions.
-    Writes: the ``content`` of tool-call turns that have no explanation."""
-    descriptions = {t["function"]["name"]: t["function"].get("description", "") for t in row.get("tools", [])}
-    changed = False
-    for message in row["messages"]:
-        calls = tool_calls(message)
-        if message["role"] != "assistant" or not calls or len((message.get("content") or "").split()) >= 4:
-            continue
-        parts = [f"`{call_name(c)}` ({_lower_first(descriptions.get(call_name(c), 'the tool'))})" for c in calls]
-        lead = "I'll use " if len(parts) == 1 else "These are independent, so I'll run them in parallel: "
-        message["content"] = lead + " and ".join(parts) + "."
-        changed = True
-    return changed
-
-
-def _lower_first(text: str) -> str:
-    text = text.strip().rstrip(".")
-    return text[:1].lower() + text[1:]
-
-
-REPAIRS = (explain_tool_calls,)
-
-
-def enhance(input_path, out_path, report_path, p: EnhanceParams) -> dict:
-    """Score all rows, repair those under ``min_score``, write rows and report."""
+    catalog = load_catalog(tools_path)
     rows = io.read_rows(input_path)
-    before_all, after_all, repaired = [], [], 0
-
-    def out():
-        nonlocal repaired
-        for row in rows:
-            before = score(row)
-            new, applied = copy.deepcopy(row), []
-            if _mean(before) < p.min_score:
-                applied = [fn.__name__ for fn in REPAIRS if fn(new)]
-            after = score(new) if applied else before
-            repaired += bool(applied)
-            before_all.append(before)
-            after_all.append(after)
-            new.setdefault("meta", {}).update({
-                "scorer": SCORER, "scores": after, "score_before": round(_mean(before), 3),
-                "score": round(_mean(after), 3), "repairs": applied,
-            })
-            yield new
-
-    written = io.write_jsonl(out_path, out())
-    report = {
-        "rows": written, "repaired": repaired, "scorer": SCORER, "min_score": p.min_score,
-        "mean_before": _dim_means(before_all), "mean_after": _dim_means(after_all),
-        "score_before": round(mean(_mean(s) for s in before_all), 4) if before_all else 0.0,
-        "score_after": round(mean(_mean(s) for s in after_all), 4) if after_all else 0.0,
-    }
+    if cache_path is not None and not Path(cache_path).exists():
+        io.write_jsonl(cache_path, [])  # DVC expects the (persistent) cache output to exist
+    scorer = make_scorer(p, catalog, cache_path, seed, progress)
+    cases = [Case(r, s) for r, s in zip(rows, scorer.score_all(rows))]
+    weak = triage(cases, p, catalog)
+    candidates = [c for c in weak if c.rewrite is not None]
+    for case, after in zip(candidates, scorer.score_all([c.rewrite for c in candidates])):
+        case.after = after
+    decide(candidates, critical_failures([c.rewrite for c in candidates], tools_path, suite_paths, vp), p)
+    if len(rows) != sum(c.status in ("kept", "enhanced", "rejected") for c in cases):
+        raise AssertionError("enhance: a row left the loop without a decision")
+    io.write_jsonl(out_path, (output_row(c, scorer) for c in cases if c.status != "rejected"))
+    scanner = Scanner(tuple(vp.allowed_email_domains))
+    io.write_jsonl(rejected_path, (masked(rejected_record(c), scanner) for c in cases if c.status == "rejected"))
+    if kto_path is not None:
+        io.write_jsonl(kto_path, kto_pairs(cases) if p.kto else [])
+    report = build_report(cases, scorer, p)
     io.write_json(report_path, report)
+    if plots_dir is not None:
+        write_plots(cases, report, plots_dir)
     return report
 
 
-def _mean(scores: dict) -> float:
-    return mean(d["score"] for d in scores.values())
+def make_scorer(p: EnhanceParams, catalog, cache_path: Path | None, seed: int, progress: bool):
+    """The rule scorer, or the LLM judge when ``enhance.judge`` is ``openai``."""
+    if p.judge == "rules":
+        return Scorer(catalog, single_turn=p.single_turn == "context")
+    from .judge import Judge
+
+    if cache_path is None:
+        raise ParamsError("enhance.judge: 'openai' needs --cache (the file of the judge's cached replies)")
+    return Judge(p.openai, cache_path=cache_path, seed=seed, progress=progress)
 
 
-def _dim_means(all_scores: list[dict]) -> dict[str, float]:
-    return {d: round(mean(s[d]["score"] for s in all_scores), 4) if all_scores else 0.0 for d in DIMENSIONS}
+def triage(cases: list[Case], p: EnhanceParams, catalog) -> list[Case]:
+    """Keep strong rows, reject unscored ones, rewrite the rest; returns the rows under ``min_score``."""
+    weak = []
+    for case in cases:
+        if isinstance(case.before, str):
+            case.status, case.reason = "rejected", case.before
+        elif overall(case.before) >= p.min_score:
+            case.status = "kept"
+            case.repairs = ["strip_metadata"] if strip_metadata(case.row, catalog) else []
+        else:
+            weak.append(case)
+            rewrite = copy.deepcopy(case.row)
+            case.repairs = [fn.__name__ for fn in repairs_for(rewrite, single=p.single_turn == "context")
+                            if fn(rewrite, catalog)]
+            if case.repairs and case.repairs != ["strip_metadata"]:
+                case.rewrite = rewrite
+            else:
+                case.status = "rejected"
+                case.reason = f"score {overall(case.before)} < enhance.min_score {p.min_score} and no repair applies"
+    return weak
 
+
+def critical_failures(rows: list[dict], tools_path: Path, suite_paths: list[Path], vp: ValidateParams) -> dict[int, list[str]]:
+    """Index -> reasons for each of ``rows`` that fails a critical row expectation of the suites."""
+    if not rows:
+        return {}
+    from .gate import configure, run
+
+    config = configure(tools_path, suite_paths, vp, expected_categories=None)
+    with tempfile.TemporaryDirectory(prefix="synthforge-enhance-") as tmp:
+        path = Path(tmp) / "rewrites.jsonl"
+        io.write_jsonl(path, rows)
+        verdict = run([path], config)
+    return {lineno - 1: reasons for (_, lineno), reasons in verdict.rejected.items()}
+
+
+def decide(candidates: list[Case], failures: dict[int, list[str]], p: EnhanceParams) -> None:
+    """Accept a rewrite only if it scored, scored higher (and, by default, reached
+    ``min_score``), and passes the critical gate."""
+    for i, case in enumerate(candidates):
+        before = overall(case.before)
+        if isinstance(case.after, str):
+            case.status, case.reason = "rejected", f"rewrite not scored: {case.after}"
+        elif overall(case.after) <= before:
+            case.status = "rejected"
+            case.reason = f"rewrite scored {overall(case.after)}, not above the original's {before}"
+        elif p.require_min_score and overall(case.after) < p.min_score:
+            case.status = "rejected"
+            case.reason = (f"rewrite scored {overall(case.after)} (from {before}), still under enhance.min_score"
+                           f" {p.min_score}: {weakest(case.after)}")
+        elif i in failures:
+            case.status, case.reason = "rejected", f"rewrite fails the critical gate: {'; '.join(failures[i])}"
+        else:
+            case.status = "enhanced"
+
+
+def weakest(scores: dict[str, dict]) -> str:
+    """'dimension: reason' of the lowest-scoring dimension."""
+    name = min(scores, key=lambda d: scores[d]["score"])
+    return f"{name} {scores[name]['score']} ({scores[name]['reason']})"
+
+
+def output_row(case: Case, scorer) -> dict:
+    """The row to train on (the accepted rewrite, or the original), with its lineage."""
+    row = case.rewrite if case.status == "enhanced" else case.row
+    after = case.after if case.status == "enhanced" else case.before
+    meta = row.setdefault("meta", {})
+    meta["scores"] = after
+    meta["score"] = overall(after)
+    meta["lineage"] = {
+        "source": case.source, "status": case.status, "attempt": 1 if case.status == "enhanced" else 0,
+        "scorer": scorer.name, "rubric": scorer.rubric, "score_before": overall(case.before),
+        "score_after": overall(after), "repairs": case.repairs,
+    }
+    return row
+
+
+def rejected_record(case: Case) -> dict:
+    """Why a row was left out, with the original and (if any) the rewrite that was refused (masked by the caller)."""
+    before = overall(case.before) if isinstance(case.before, dict) else None
+    after = overall(case.after) if isinstance(case.after, dict) else None
+    return {"source": case.source, "reason": case.reason, "score_before": before, "score_after": after,
+            "repairs": case.repairs, "row": case.row, "rewrite": case.rewrite}
+
+
+def kto_pairs(cases: list[Case]):
+    """KTO rows: each accepted rewrite's original (label false), then the rewrite (label true)."""
+    for pair, case in enumerate(c for c in cases if c.status == "enhanced"):
+        for label, row in ((False, case.row), (True, case.rewrite)):
+            messages = render_context(row["messages"], (row.get("meta") or {}).get("context"))
+            out = {"prompt": messages[:-1], "completion": messages[-1:], "label": label,
+                   "meta": {"source": case.source, "pair": pair}}
+            if row.get("tools"):
+                out["tools"] = row["tools"]
+            yield out

@@ -152,8 +152,10 @@ def _judge_rows(s: Scan, outcomes: list[Outcome]):
 
 def aggregate(s: Scan, rejected: dict, config: Config) -> dict[str, list[dict]]:
     """The categories, tools and dataset tables over the kept rows."""
-    categories, examples, calls = Counter(), Counter(), Counter()
+    categories, examples, calls, imported = Counter(), Counter(), Counter(), Counter()
     for pos in range(len(s)):
+        if s.columns["imported"][pos]:
+            imported[s.columns["category"][pos]] += 1
         if (s.file[pos], s.lineno[pos]) in rejected:
             continue
         categories[s.columns["category"][pos]] += 1
@@ -166,7 +168,7 @@ def aggregate(s: Scan, rejected: dict, config: Config) -> dict[str, list[dict]]:
                          "share": round(calls[t] / total_calls, 6) if total_calls else 0.0}
                         for t in config.rules.catalog.names]}
     if config.expected_categories is not None:
-        expected = config.expected_categories
+        expected = Counter(config.expected_categories) + imported
         names = sorted(set(expected) | set(categories))
         tables["categories"] = [{"category": c, "expected": expected.get(c, 0), "rows": categories[c],
                                  "deviation": _deviation(categories[c], expected.get(c, 0))} for c in names]

@@ -16,12 +16,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-
-from rich.progress import Progress
-
 from .catalog import Catalog
-from .llm import BackendError, BackendUnreachable, Cache, Client, cache_key
+from .llm import Cache, Client, cache_key, fetch_all
 from .params import GenerateParams
 from .schema import FormatError, to_canonical
 from .columns import row_problems
@@ -86,12 +82,14 @@ def run(scaffolds: list[dict], catalog: Catalog, params: GenerateParams, seed: i
     p = params.openai
     client = Client(p, secret=os.environ.get(p.api_key_env))
     sampling = {"temperature": p.temperature, "max_tokens": p.max_tokens}
-    keys = [cache_key(client.model, PROMPT_VERSION, sampling, seed, s["meta"]["id"], prompt(s)) for s in scaffolds]
+    prompts = [prompt(s) for s in scaffolds]
+    keys = [cache_key(client.model, PROMPT_VERSION, sampling, seed, s["meta"]["id"], q) for s, q in zip(scaffolds, prompts)]
     cache = Cache(cache_path)
     todo = [i for i, k in enumerate(keys) if k not in cache]
     client.stats.cache_hits = len(scaffolds) - len(todo)
     try:
-        failures = _fetch(client, cache, scaffolds, keys, todo, seed, p.concurrency, progress)
+        failures = fetch_all(client, cache, prompts, keys, todo,
+                             lambda i: (seed * 1_000_003 + i) % 2**31, p.concurrency, "generate (openai)", progress)
         client.stats.failures = len(failures)
     finally:
         cache.close()
@@ -105,35 +103,3 @@ def run(scaffolds: list[dict], catalog: Catalog, params: GenerateParams, seed: i
         except FormatError as exc:
             rejected.append({"id": scaffold["meta"]["id"], "reason": str(exc), "reply": entry.get("reply")})
     return kept, rejected, vars(client.stats)
-
-
-def _fetch(client: Client, cache: Cache, scaffolds, keys, todo, seed, concurrency, progress) -> dict[int, str]:
-    """Request every row in ``todo`` (bounded concurrency), caching each reply as it lands.
-
-    Returns the rows whose request failed for good, with the reason; those are
-    not cached, so a re-run tries them again.
-    """
-    failures = {}
-
-    def one(i: int) -> None:
-        try:
-            text = client.chat(prompt(scaffolds[i]), seed=(seed * 1_000_003 + i) % 2**31)
-        except BackendUnreachable:
-            raise
-        except BackendError as exc:
-            failures[i] = str(exc)
-            return
-        cache.put(keys[i], {"reply": text})
-
-    with Progress(disable=not progress, transient=True) as bar, ThreadPoolExecutor(max(1, concurrency)) as pool:
-        task = bar.add_task("generate (openai)", total=len(todo))
-        futures = [pool.submit(one, i) for i in todo]
-        for future in futures:
-            future.add_done_callback(lambda _: bar.advance(task))
-        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        for future in pending:
-            future.cancel()
-        for future in done:
-            if future.exception():
-                raise future.exception()
-    return failures

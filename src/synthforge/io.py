@@ -111,6 +111,14 @@ def parse_line(path: str, lineno: int, raw: bytes) -> Line:
     return Line(path, lineno, row, None, text)
 
 
+def jsonl_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Each path, with a folder replaced by the ``*.jsonl`` files in it (sorted)."""
+    out = []
+    for path in map(Path, paths):
+        out.extend(sorted(path.glob("*.jsonl")) if path.is_dir() else [path])
+    return out
+
+
 def read_rows(path: str | Path) -> list[dict]:
     """Read a file written by this project; any bad line is an error naming it."""
     rows = []

@@ -1,6 +1,7 @@
 """OpenAI-compatible chat backend: retries, bounded concurrency, a resumable cache.
 
-Shared by generation (``generate.backend: openai``) and, later, judging.
+Shared by generation (``generate.backend: openai``) and the enhance stage's judge
+(``enhance.judge: openai``).
 Any server that speaks ``POST {base_url}/chat/completions`` works: LM Studio,
 Ollama, vLLM, llama.cpp's server, ``mlx_lm.server``, OpenAI itself.
 
@@ -188,3 +189,41 @@ class Cache:
         if self._file:
             self._file.close()
             self._file = None
+
+
+def fetch_all(client: Client, cache: Cache, prompts: list[list[dict]], keys: list[str], todo: list[int],
+              seed_of, concurrency: int, label: str, progress: bool = True) -> dict[int, str]:
+    """Request ``prompts[i]`` for every ``i`` in ``todo`` (bounded concurrency), caching each reply as it lands.
+
+    ``seed_of(i)`` is the request's sampling seed. Returns the requests that
+    failed for good, with the reason; those are not cached, so a re-run tries
+    them again. An unreachable server stops everything (:class:`BackendUnreachable`).
+    """
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+    from rich.progress import Progress
+
+    failures = {}
+
+    def one(i: int) -> None:
+        try:
+            text = client.chat(prompts[i], seed=seed_of(i))
+        except BackendUnreachable:
+            raise
+        except BackendError as exc:
+            failures[i] = str(exc)
+            return
+        cache.put(keys[i], {"reply": text})
+
+    with Progress(disable=not progress, transient=True) as bar, ThreadPoolExecutor(max(1, concurrency)) as pool:
+        task = bar.add_task(label, total=len(todo))
+        futures = [pool.submit(one, i) for i in todo]
+        for future in futures:
+            future.add_done_callback(lambda _: bar.advance(task))
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in pending:
+            future.cancel()
+        for future in done:
+            if future.exception():
+                raise future.exception()
+    return failures

@@ -82,6 +82,20 @@ def tool_names(tools: list[dict]) -> list[str]:
     return [t["function"]["name"] for t in tools if isinstance(t, dict) and "function" in t]
 
 
+def string_leaves(value: Any) -> list[str]:
+    """Every string inside ``value`` (nested dicts and lists), in document order."""
+    out, stack = [], [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            out.append(v)
+        elif isinstance(v, dict):
+            stack.extend(reversed(list(v.values())))
+        elif isinstance(v, list):
+            stack.extend(reversed(v))
+    return out
+
+
 def row_digest(row: dict) -> bytes:
     """Content hash of a row's messages and tools: rows with equal digests are exact duplicates."""
     text = json.dumps([row["messages"], row.get("tools")], ensure_ascii=False, sort_keys=True, separators=(",", ":"))
@@ -103,13 +117,44 @@ def for_template(messages: list[dict]) -> list[dict]:
 
 
 def mlx_row(row: dict) -> dict:
-    """The subset of a canonical row written to the final splits."""
-    out = {"messages": row["messages"]}
+    """The subset of a canonical row written to the final splits (a context object rendered in)."""
+    out = {"messages": render_context(row["messages"], (row.get("meta") or {}).get("context"))}
     if row.get("tools"):
         out["tools"] = row["tools"]
     if row.get("meta"):
         out["meta"] = row["meta"]
     return out
+
+
+def render_context(messages: list[dict], context: Any) -> list[dict]:
+    """Messages with a seed-003 context object made visible to the model.
+
+    ``sessionMemory``, ``primaryGoal`` and ``subgoal`` are what an agent
+    harness hands the model, so they join the system message (one is added
+    when the row has none). ``toolContext`` says why the tool is used: it
+    becomes the text of the first assistant tool-call turn when that turn has
+    none, so the model learns to say why before it acts. Rows without a
+    context object are returned unchanged.
+    """
+    if not isinstance(context, dict):
+        return messages
+    lines = [f"{label}: {text.strip()}" for key, label in CONTEXT_LABELS
+             if isinstance(text := context.get(key), str) and text.strip()]
+    out = [dict(m) for m in messages]
+    if lines:
+        block = "Context\n" + "\n".join(lines)
+        if out and out[0].get("role") == "system":
+            out[0]["content"] = f"{(out[0].get('content') or '').rstrip()}\n\n{block}".lstrip()
+        else:
+            out.insert(0, {"role": "system", "content": block})
+    why = context.get("toolContext")
+    turn = next((m for m in out if m.get("role") == "assistant" and tool_calls(m)), None)
+    if isinstance(why, str) and why.strip() and turn is not None and not (turn.get("content") or "").strip():
+        turn["content"] = why.strip()
+    return out
+
+
+CONTEXT_LABELS = (("sessionMemory", "Session memory"), ("primaryGoal", "Goal"), ("subgoal", "Current step"))
 
 
 # --- seed-003 style -----------------------------------------------------------
@@ -126,8 +171,10 @@ def from_seed003(row: dict, *, row_id: str | None = None) -> dict:
 
     Assistant text of the form ``tool_call: NAME\\narguments: {...}`` becomes
     an OpenAI tool call (``call_1``, ``call_2`` ...); any text before the
-    first ``tool_call:`` stays as the message content. The ``label`` and any
-    extra top-level keys move into ``meta``.
+    first ``tool_call:`` stays as the message content. A user turn
+    ``Result: {...}`` right after a one-call assistant turn is that call's
+    result and becomes a ``tool`` message. The ``label`` and any extra
+    top-level keys (the ``context`` object among them) move into ``meta``.
     """
     turns = row.get("conversations")
     if not isinstance(turns, list) or not turns:
@@ -136,6 +183,9 @@ def from_seed003(row: dict, *, row_id: str | None = None) -> dict:
     for n, turn in enumerate(turns):
         role, content = _turn(turn, n)
         message = {"role": role, "content": content}
+        if result := _result_of(messages, role, content):
+            messages.append(result)
+            continue
         if role == "assistant":
             text, calls = _split_calls(content, counter)
             counter += len(calls)
@@ -151,6 +201,18 @@ def from_seed003(row: dict, *, row_id: str | None = None) -> dict:
     if isinstance(row.get("tools"), list):
         out["tools"] = row["tools"]
     return out
+
+
+def _result_of(messages: list[dict], role: str, content: str) -> dict | None:
+    """A ``Result: {...}`` user turn right after a one-call assistant turn is that call's tool result."""
+    previous = messages[-1] if messages else {}
+    calls = tool_calls(previous)
+    if role != "user" or previous.get("role") != "assistant" or len(calls) != 1:
+        return None
+    text = content.strip()
+    if not text.startswith("Result:"):
+        return None
+    return {"role": "tool", "tool_call_id": calls[0]["id"], "content": text.removeprefix("Result:").strip()}
 
 
 def _turn(turn: Any, n: int) -> tuple[str, str]:

@@ -521,3 +521,16 @@ def _merge(spans: list[_Span]) -> list[_Span]:
         else:
             merged.append(span)
     return merged
+
+
+def masked(value: Any, scanner) -> Any:
+    """``value`` with every string passed through ``scanner.redact`` (None scanner: unchanged)."""
+    if scanner is None:
+        return value
+    if isinstance(value, str):
+        return scanner.redact(value)
+    if isinstance(value, list):
+        return [masked(v, scanner) for v in value]
+    if isinstance(value, dict):
+        return {k: masked(v, scanner) for k, v in value.items()}
+    return value

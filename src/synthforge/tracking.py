@@ -138,6 +138,24 @@ def log_generation(report: dict, params: dict[str, Any], capability_table: str, 
         return run.run_id
 
 
+def log_enhance(report: dict, params: dict[str, Any], plots_dir: str | Path | None, *,
+                params_path: str | Path = "params.yaml") -> str:
+    """An ``enhance`` run: counts, mean scores per dimension before/after, the histograms."""
+    metrics = {k: report[k] for k in ("rows_in", "kept", "enhanced", "rejected")}
+    for group in ("all_rows", "enhanced_rows"):
+        g = report[group]
+        metrics[group] = {"score_before": g["score_before"], "score_after": g["score_after"],
+                          **{f"{d}.{when}": v[when] for d, v in g["dimensions"].items() for when in ("before", "after")}}
+    metrics["rejected_reason"] = report["rejected_reasons"]
+    metrics["repair"] = report["repairs"]
+    with stage_run("enhance", params, params_path=params_path) as run:
+        run.log_metrics(metrics)
+        run.log_text(json.dumps(report, indent=2), "enhance_report.json")
+        if plots_dir is not None and Path(plots_dir).is_dir():
+            run.log_artifacts(plots_dir, "enhance")
+        return run.run_id
+
+
 class StageRun:
     """Thin logging handle on one run (batched calls only)."""
 
