@@ -2,7 +2,9 @@
 
 import copy
 import json
+from collections import Counter
 
+import mlflow
 import pytest
 from click.testing import CliRunner
 
@@ -76,7 +78,7 @@ def test_continuations_placeholders_and_multi_turn_rows_score_low(scorer):
     pasted = scorer.score(canonical(legacy('Result: {"matches": [{"file": "src/billing/invoice.py", "line": 88}]}')))
     assert pasted["prompt_naturalness"]["score"] == 1
     placeholder = scorer.score(canonical(legacy(GOOD_USER, args={"file_path": "path/to/file.py"})))
-    assert placeholder["response_realism"] == {"score": 2, "reason": "placeholder argument 'path/to/file.py'"}
+    assert placeholder["response_realism"] == {"score": 1, "reason": "placeholder argument 'path/to/file.py'"}
     multi = canonical(legacy("Find where discounts are applied.", "grep", {"pattern": "apply_discount"},
                              more=[({"matches": ["src/billing/invoice.py:88"]},
                                     ("read", {"file_path": "src/billing/invoice.py"}))]))
@@ -193,12 +195,20 @@ def test_weak_chat_rows_are_repaired_and_strong_ones_kept(tmp_path, generated_ro
         for m in row["messages"]:
             if m.get("tool_calls"):
                 m["content"] = ""
-        row["messages"][-1]["content"] = "Done."
-    result, d = run_enhance(tmp_path, write_rows(tmp_path / "in.jsonl", rows), params_file(tmp_path),
-                            extra=["--no-track"])
+        row["messages"][-1]["content"] = "Done, the change is in place now."  # short: 3 of 5
+    result, d = run_enhance(tmp_path, write_rows(tmp_path / "in.jsonl", rows), params_file(tmp_path))
     assert result.exit_code == 0, result.output
     report = json.loads((d / "report.json").read_text())
     out = read(d / "enhanced.jsonl")
+    assert "enhance: in 20 = kept 15 + enhanced 5 + rejected 0 (rules-v3)" in result.output
+    runs = mlflow.search_runs(experiment_names=["synthforge"], filter_string="tags.`synthforge.stage` = 'enhance'")
+    assert len(runs) == 1
+    run = runs.iloc[0]
+    assert run["metrics.enhanced"] == 5 and run["params.enhance.min_score"] == "4.0"
+    assert run["metrics.enhanced_rows.score_after"] == report["enhanced_rows"]["score_after"]
+    assert run["metrics.enhanced_rows.explanation_quality.after"] == 5
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run["run_id"], "enhance")}
+    assert artifacts == {"enhance/scores.png", "enhance/score_hist.csv", "enhance/dimensions.csv"}
     assert report["rows_in"] == 20 == report["kept"] + report["enhanced"] + report["rejected"] == len(out) + report["rejected"]
     enhanced = [r for r in out if r["meta"]["lineage"]["status"] == "enhanced"]
     assert {r["meta"]["id"] for r in enhanced} == {r["meta"]["id"] for r in rows[:5]}
@@ -366,3 +376,52 @@ def test_shipped_legacy_data_gains_at_least_1_5_points_traceably_and_determinist
     hist = (d / "plots" / "score_hist.csv").read_text().splitlines()[1:]
     assert sum(int(line.split(",")[1]) for line in hist) == report["rows_in"]
     assert sum(int(line.split(",")[2]) for line in hist) == len(out)
+
+
+def repairing_model():
+    """A fake rewriter: prose on each prompt's first request, then the rule repairs' rewrite as JSON."""
+    from synthforge.repairs import repairs_for
+
+    seen = Counter()
+
+    def reply(body):
+        text = body["messages"][-1]["content"]
+        seen[text] += 1
+        if seen[text] == 1:
+            return "Here you go!"
+        shown = json.loads(text.split("\n")[1])
+        row = {"messages": shown["messages"], "meta": {"context": shown.get("context")}}
+        for fn in repairs_for(row):
+            fn(row, load_catalog(CATALOG))
+        return json.dumps({"messages": row["messages"], "context": row["meta"]["context"]})
+
+    return reply
+
+
+def test_llm_rewriter_retries_an_unusable_reply_and_records_the_attempt(tmp_path):
+    from fake_llm import FakeLLM
+
+    with FakeLLM(reply=repairing_model()) as server:
+        params = params_file(tmp_path, rewriter="openai", max_attempts=2,
+                             openai={"base_url": server.url, "model": "fake", "timeout_s": 20.0, "backoff_s": 0.01,
+                                     "max_retries": 2, "concurrency": 2})
+        result, d = run_enhance(tmp_path, legacy_file(tmp_path), params, extra=["--no-track"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((d / "report.json").read_text())
+    assert (report["kept"], report["enhanced"], report["rejected"]) == (2, 1, 0), report
+    [lineage] = [r["meta"]["lineage"] for r in read(d / "enhanced.jsonl") if r["meta"]["lineage"]["status"] == "enhanced"]
+    assert lineage["attempt"] == 2 and lineage["repairs"] == ["llm:rewrite-v1"] and lineage["score_after"] == 5.0
+    assert report["requests"]["rewrite"]["requests"] >= 2
+
+
+def test_llm_rewriter_against_mlx_lm_server_rejects_unusable_rewrites(tmp_path, mlx_server):
+    url, posts = mlx_server
+    params = params_file(tmp_path, rewriter="openai", max_attempts=2,
+                         openai={"base_url": url, "model": "default_model", "max_tokens": 48, "timeout_s": 60.0})
+    result, d = run_enhance(tmp_path, legacy_file(tmp_path), params, extra=["--no-track"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((d / "report.json").read_text())
+    assert report["rows_in"] == 3 == report["kept"] + report["enhanced"] + report["rejected"]
+    [rejected] = read(d / "rejected.jsonl")  # the one weak row: two attempts, both unusable
+    assert rejected["source"] == "legacy-000002" and rejected["attempts"] == 2
+    assert rejected["reason"].startswith("rewrite unusable: ") and posts() == 2

@@ -6,15 +6,17 @@ The loop, per row:
    (:mod:`synthforge.scoring`, default) or the LLM judge
    (:mod:`synthforge.judge`, ``enhance.judge: openai``). A judge reply that
    is not a usable score rejects the row, with the reason.
-2. A row scoring at least ``enhance.min_score`` is **kept** as it is (stale
-   metadata of an old dataset stripped).
-3. A weaker row is **rewritten** by the repairs of :mod:`synthforge.repairs`
-   that apply to it, then **re-scored** and run through the **critical
+2. A row scoring at least ``enhance.min_score`` on average, and at least
+   ``enhance.min_dimension`` on every dimension, is **kept** as it is
+   (stale metadata of an old dataset stripped).
+3. A weaker row is **rewritten**, by the repairs of :mod:`synthforge.repairs`
+   that apply to it or by a model (:mod:`synthforge.rewrite`), then **re-scored** and run through the **critical
    gate** (the same suite as stage ``validate``). The rewrite is accepted
-   only if its score rose, it reached ``min_score`` (unless
+   only if its score rose, it is no longer weak (unless
    ``enhance.require_min_score`` is false) and it passes the gate;
    otherwise the row goes to the rejected file with the reason, and
-   neither version reaches training.
+   neither version reaches training. A model gets ``enhance.max_attempts``
+   tries per row; the rules, being deterministic, one.
 
 Every output row carries ``meta.lineage``: its source id, status (kept or
 enhanced), attempt, scorer and rubric version, score before and after, and
@@ -34,7 +36,6 @@ report (DVC metrics), score histograms as CSV (DVC plots) and PNG.
 
 from __future__ import annotations
 
-import copy
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,7 @@ from pathlib import Path
 from . import io
 from .catalog import load_catalog
 from .params import EnhanceParams, ParamsError, ValidateParams
-from .repairs import repairs_for, strip_metadata
+from .repairs import strip_metadata
 from .schema import render_context
 from .scoring import Scorer, overall
 from .sensitive import Scanner, masked
@@ -57,6 +58,7 @@ class Case:
     status: str = ""  # kept | enhanced | rejected
     rewrite: dict | None = None
     repairs: list[str] = field(default_factory=list)
+    attempt: int = 0
     after: dict | str | None = None
     reason: str = ""
 
@@ -77,12 +79,10 @@ def enhance(input_path: Path, tools_path: Path, suite_paths: list[Path], out_pat
     if cache_path is not None and not Path(cache_path).exists():
         io.write_jsonl(cache_path, [])  # DVC expects the (persistent) cache output to exist
     scorer = make_scorer(p, catalog, cache_path, seed, progress)
+    rewriter = make_rewriter(p, catalog, cache_path, seed, progress)
     cases = [Case(r, s) for r, s in zip(rows, scorer.score_all(rows))]
-    weak = triage(cases, p, catalog)
-    candidates = [c for c in weak if c.rewrite is not None]
-    for case, after in zip(candidates, scorer.score_all([c.rewrite for c in candidates])):
-        case.after = after
-    decide(candidates, critical_failures([c.rewrite for c in candidates], tools_path, suite_paths, vp), p)
+    close_loop(triage(cases, p, catalog), scorer, rewriter, p,
+               lambda rewrites: critical_failures(rewrites, tools_path, suite_paths, vp))
     if len(rows) != sum(c.status in ("kept", "enhanced", "rejected") for c in cases):
         raise AssertionError("enhance: a row left the loop without a decision")
     io.write_jsonl(out_path, (output_row(c, scorer) for c in cases if c.status != "rejected"))
@@ -90,11 +90,23 @@ def enhance(input_path: Path, tools_path: Path, suite_paths: list[Path], out_pat
     io.write_jsonl(rejected_path, (masked(rejected_record(c), scanner) for c in cases if c.status == "rejected"))
     if kto_path is not None:
         io.write_jsonl(kto_path, kto_pairs(cases) if p.kto else [])
-    report = build_report(cases, scorer, p)
+    report = build_report(cases, scorer, p, {"judge": scorer.stats, "rewrite": rewriter.stats})
     io.write_json(report_path, report)
     if plots_dir is not None:
         write_plots(cases, report, plots_dir)
     return report
+
+
+def close_loop(todo: list[Case], scorer, rewriter, p: EnhanceParams, gate) -> None:
+    """Rewrite, re-score and re-gate the ``todo`` rows; a rejected rewrite gets the rewriter's next attempt."""
+    pending = todo
+    for attempt in range(1, rewriter.attempts + 1):
+        attempt_rewrites(pending, rewriter, attempt)
+        candidates = [c for c in pending if c.rewrite is not None]
+        for case, after in zip(candidates, scorer.score_all([c.rewrite for c in candidates])):
+            case.after = after
+        decide(candidates, gate([c.rewrite for c in candidates]), p)
+        pending = [c for c in pending if c.status == "rejected"]
 
 
 def make_scorer(p: EnhanceParams, catalog, cache_path: Path | None, seed: int, progress: bool):
@@ -108,26 +120,41 @@ def make_scorer(p: EnhanceParams, catalog, cache_path: Path | None, seed: int, p
     return Judge(p.openai, cache_path=cache_path, seed=seed, progress=progress)
 
 
+def make_rewriter(p: EnhanceParams, catalog, cache_path: Path | None, seed: int, progress: bool):
+    """The rule repairs, or a model when ``enhance.rewriter`` is ``openai``."""
+    from .rewrite import LLMRewriter, RuleRewriter
+
+    if p.rewriter == "rules":
+        return RuleRewriter(catalog, single=p.single_turn == "context", min_score=p.min_score)
+    if cache_path is None:
+        raise ParamsError("enhance.rewriter: 'openai' needs --cache (the file of cached replies)")
+    return LLMRewriter(p, catalog, cache_path=cache_path, seed=seed, progress=progress)
+
+
 def triage(cases: list[Case], p: EnhanceParams, catalog) -> list[Case]:
-    """Keep strong rows, reject unscored ones, rewrite the rest; returns the rows under ``min_score``."""
-    weak = []
+    """Keep strong rows, reject unscored ones; returns the rows under ``min_score``, to rewrite."""
+    todo = []
     for case in cases:
         if isinstance(case.before, str):
             case.status, case.reason = "rejected", case.before
-        elif overall(case.before) >= p.min_score:
+        elif not weak(case.before, p):
             case.status = "kept"
             case.repairs = ["strip_metadata"] if strip_metadata(case.row, catalog) else []
         else:
-            weak.append(case)
-            rewrite = copy.deepcopy(case.row)
-            case.repairs = [fn.__name__ for fn in repairs_for(rewrite, single=p.single_turn == "context")
-                            if fn(rewrite, catalog)]
-            if case.repairs and case.repairs != ["strip_metadata"]:
-                case.rewrite = rewrite
-            else:
-                case.status = "rejected"
-                case.reason = f"score {overall(case.before)} < enhance.min_score {p.min_score} and no repair applies"
-    return weak
+            todo.append(case)
+    return todo
+
+
+def attempt_rewrites(cases: list[Case], rewriter, attempt: int) -> None:
+    """One attempt for each case: a rewrite to judge, or the reason there is none (the row is rejected)."""
+    results = rewriter.rewrite([c.row for c in cases], [c.before for c in cases], attempt)
+    for case, result in zip(cases, results):
+        case.attempt, case.after = attempt, None
+        if isinstance(result, str):
+            case.status, case.reason, case.rewrite, case.repairs = "rejected", result, None, []
+        else:
+            case.status, case.reason = "", ""
+            case.rewrite, case.repairs = result
 
 
 def critical_failures(rows: list[dict], tools_path: Path, suite_paths: list[Path], vp: ValidateParams) -> dict[int, list[str]]:
@@ -154,14 +181,19 @@ def decide(candidates: list[Case], failures: dict[int, list[str]], p: EnhancePar
         elif overall(case.after) <= before:
             case.status = "rejected"
             case.reason = f"rewrite scored {overall(case.after)}, not above the original's {before}"
-        elif p.require_min_score and overall(case.after) < p.min_score:
+        elif p.require_min_score and weak(case.after, p):
             case.status = "rejected"
             case.reason = (f"rewrite scored {overall(case.after)} (from {before}), still under enhance.min_score"
-                           f" {p.min_score}: {weakest(case.after)}")
+                           f" {p.min_score} or min_dimension {p.min_dimension}: {weakest(case.after)}")
         elif i in failures:
             case.status, case.reason = "rejected", f"rewrite fails the critical gate: {'; '.join(failures[i])}"
         else:
             case.status = "enhanced"
+
+
+def weak(scores: dict[str, dict], p: EnhanceParams) -> bool:
+    """Under ``min_score`` on average, or under ``min_dimension`` on any dimension."""
+    return overall(scores) < p.min_score or min(d["score"] for d in scores.values()) < p.min_dimension
 
 
 def weakest(scores: dict[str, dict]) -> str:
@@ -178,7 +210,7 @@ def output_row(case: Case, scorer) -> dict:
     meta["scores"] = after
     meta["score"] = overall(after)
     meta["lineage"] = {
-        "source": case.source, "status": case.status, "attempt": 1 if case.status == "enhanced" else 0,
+        "source": case.source, "status": case.status, "attempt": case.attempt,
         "scorer": scorer.name, "rubric": scorer.rubric, "score_before": overall(case.before),
         "score_after": overall(after), "repairs": case.repairs,
     }
@@ -190,7 +222,7 @@ def rejected_record(case: Case) -> dict:
     before = overall(case.before) if isinstance(case.before, dict) else None
     after = overall(case.after) if isinstance(case.after, dict) else None
     return {"source": case.source, "reason": case.reason, "score_before": before, "score_after": after,
-            "repairs": case.repairs, "row": case.row, "rewrite": case.rewrite}
+            "attempts": case.attempt, "repairs": case.repairs, "row": case.row, "rewrite": case.rewrite}
 
 
 def kto_pairs(cases: list[Case]):

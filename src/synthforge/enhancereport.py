@@ -24,12 +24,13 @@ from .scoring import overall
 BINS = [1 + 0.25 * i for i in range(17)]  # 1.00, 1.25, ..., 5.00
 
 
-def build_report(cases, scorer, p) -> dict:
+def build_report(cases, scorer, p, requests: dict[str, dict] | None = None) -> dict:
     enhanced = [c for c in cases if c.status == "enhanced"]
     scored_in = [c.before for c in cases if isinstance(c.before, dict)]
     scored_out = [c.after if c.status == "enhanced" else c.before for c in cases if c.status in ("kept", "enhanced")]
     report = {
-        **_counts(cases), "scorer": scorer.name, "rubric": scorer.rubric, "min_score": p.min_score,
+        **_counts(cases), "scorer": scorer.name, "rubric": scorer.rubric, "rewriter": p.rewriter,
+        "min_score": p.min_score,
         "by_source": {src: _counts([c for c in cases if source_kind(c.row) == src])
                       for src in sorted({source_kind(c.row) for c in cases})},
         "rejected_reasons": dict(sorted(Counter(reason_kind(c.reason) for c in cases if c.status == "rejected").items())),
@@ -43,8 +44,8 @@ def build_report(cases, scorer, p) -> dict:
     }
     e = report["enhanced_rows"]
     e["gain"] = round(e["score_after"] - e["score_before"], 4) if enhanced else 0.0
-    if scorer.stats:
-        report["requests"] = scorer.stats
+    if requests := {k: v for k, v in (requests or {}).items() if v}:
+        report["requests"] = requests
     return report
 
 

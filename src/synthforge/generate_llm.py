@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from .catalog import Catalog
-from .llm import Cache, Client, cache_key, fetch_all
+from .llm import Cache, Client, cache_key, fetch_all, json_object
 from .params import GenerateParams
 from .schema import FormatError, to_canonical
 from .columns import row_problems
@@ -50,14 +49,7 @@ def prompt(scaffold: dict) -> list[dict]:
 
 def parse_reply(text: str, scaffold: dict, catalog: Catalog) -> dict:
     """A row from the model's reply, or :class:`FormatError` saying why it is unusable."""
-    body = re.sub(r"^\s*```(?:json)?\s*|\s*```\s*$", "", text.strip())
-    start, end = body.find("{"), body.rfind("}")
-    if start < 0 or end < start:
-        raise FormatError("reply holds no JSON object")
-    try:
-        data = json.loads(body[start: end + 1])
-    except json.JSONDecodeError as exc:
-        raise FormatError(f"reply is not valid JSON: {exc.msg} at char {exc.pos}") from None
+    data = json_object(text)
     messages = data.get("messages") if isinstance(data, dict) else None
     if not isinstance(messages, list) or not messages:
         raise FormatError("reply has no 'messages' list")

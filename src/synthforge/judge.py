@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 
-from .llm import Cache, Client, cache_key, fetch_all
+from .llm import Cache, Client, cache_key, fetch_all, json_object
 from .params import OpenAIParams
 from .schema import FormatError, row_digest, tool_names
 from .scoring import CHAT_DIMENSIONS, CONTEXT_DIMENSIONS
@@ -70,14 +69,10 @@ def prompt(row: dict) -> list[dict]:
 
 def parse_reply(text: str, dims: tuple[str, ...]) -> dict[str, dict]:
     """Scores from a judge reply, or :class:`FormatError` saying why the reply is unusable."""
-    body = re.sub(r"^\s*```(?:json)?\s*|\s*```\s*$", "", text.strip())
-    start, end = body.find("{"), body.rfind("}")
-    if start < 0 or end < start:
-        raise FormatError(f"judge reply holds no JSON object: {text.strip()[:80]!r}")
     try:
-        data = json.loads(body[start: end + 1])
-    except json.JSONDecodeError as exc:
-        raise FormatError(f"judge reply is not valid JSON ({exc.msg} at char {exc.pos})") from None
+        data = json_object(text)
+    except FormatError as exc:
+        raise FormatError(f"judge {exc}") from None
     if not isinstance(data, dict):
         raise FormatError("judge reply is not a JSON object")
     out = {}

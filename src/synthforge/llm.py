@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -144,6 +145,23 @@ def _content(response) -> str:
     if not isinstance(content, str):
         raise BackendError("the answer has no text content")
     return content
+
+
+def json_object(text: str) -> Any:
+    """The JSON value between the first ``{`` and the last ``}`` of a model's reply (code fences allowed).
+
+    Raises :class:`synthforge.schema.FormatError` saying why there is none.
+    """
+    from .schema import FormatError
+
+    body = re.sub(r"^\s*```(?:json)?\s*|\s*```\s*$", "", text.strip())
+    start, end = body.find("{"), body.rfind("}")
+    if start < 0 or end < start:
+        raise FormatError(f"reply holds no JSON object: {text.strip()[:80]!r}")
+    try:
+        return json.loads(body[start: end + 1])
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"reply is not valid JSON ({exc.msg} at char {exc.pos})") from None
 
 
 def cache_key(*parts: Any) -> str:

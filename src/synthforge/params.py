@@ -74,8 +74,12 @@ class ValidateParams:
 @dataclass(frozen=True)
 class EnhanceParams:
     min_score: float = field(metadata={"help": "Rows scoring under this mean (1-5) are rewritten; a rewrite is kept only if it scores higher and passes the critical gate."})
-    require_min_score: bool = field(default=True, metadata={"help": "A rewrite must also reach min_score, not only score higher."})
+    min_dimension: int = field(default=2, metadata={"help": "Rows scoring under this on any dimension are rewritten too (e.g. 1: a placeholder argument)."})
+    require_min_score: bool = field(default=True, metadata={"help": "A rewrite must also reach min_score and min_dimension, not only score higher."})
     judge: str = field(default="rules", metadata={"help": "Scorer: 'rules' (deterministic, documented in synthforge.scoring) or 'openai' (an LLM judge)."})
+    rewriter: str = field(default="rules", metadata={"help": "Rewriter of weak rows: 'rules' (the repairs in synthforge.repairs) or 'openai' (a model)."})
+    max_attempts: int = field(default=2, metadata={"help": "Rewrites tried per row by the 'openai' rewriter (rules: always 1)."})
+    rewrite_temperature: float = field(default=0.7, metadata={"help": "Sampling temperature of the 'openai' rewriter (the judge uses openai.temperature)."})
     single_turn: str = field(default="context", metadata={"help": "'context': context-object rows are a single-turn dataset (multi-turn ones are folded into one turn); 'none': leave turns alone."})
     kto: bool = field(default=True, metadata={"help": "Write KTO pairs (original false, accepted rewrite true)."})
     openai: OpenAIParams = field(default_factory=OpenAIParams, metadata={"help": "The judge's OpenAI-compatible server (enhance.judge: openai)."})
@@ -266,11 +270,13 @@ def _check_cross_sections(p: Params, where: str) -> None:
             if n < 0:
                 key = f"{name}.{sub}" if sub else name
                 raise ParamsError(f"{where}.generate.categories.{key}: must be >= 0, got {n}")
-    choices = {"judge": ("rules", "openai"), "single_turn": ("context", "none")}
+    choices = {"judge": ("rules", "openai"), "rewriter": ("rules", "openai"), "single_turn": ("context", "none")}
     for key, allowed in choices.items():
         if getattr(p.enhance, key) not in allowed:
             raise ParamsError(f"{where}.enhance.{key}: must be one of {', '.join(allowed)},"
                               f" got {getattr(p.enhance, key)!r}")
+    if p.enhance.max_attempts < 1:
+        raise ParamsError(f"{where}.enhance.max_attempts: must be >= 1, got {p.enhance.max_attempts}")
     if not 1 <= p.enhance.min_score <= 5:
         raise ParamsError(f"{where}.enhance.min_score: must be in [1, 5], got {p.enhance.min_score}")
     fractions = p.merge.valid_fraction + p.merge.test_fraction

@@ -146,8 +146,8 @@ def ground_placeholders(row: dict, catalog: Catalog) -> bool:
     for key, value in args.items():
         if not (isinstance(value, str) and PLACEHOLDER.search(value.strip())):
             continue
-        pathlike = "/" in value or "." in value
-        same = [t for t in found if ("/" in t or re.search(r"\.[a-z]{1,5}$", t)) == pathlike and not t[0].isdigit()]
+        pathlike = _pathlike(value) or "." in value
+        same = [t for t in found if _pathlike(t) == pathlike and not t[0].isdigit()]
         if len(same) == 1:
             args[key], changed = same[0], True
     if changed:
@@ -173,12 +173,19 @@ def explain_tool_context(row: dict, catalog: Catalog) -> bool:
     own = [v for k, v in value.items() if k in ("why", "reason", "rationale") and isinstance(v, str)
            and REASON.search(v)] if isinstance(value, dict) else []
     sub, goal = context.get("subgoal"), context.get("primaryGoal")
+    derived = isinstance(sub, str) and sub.startswith(_upper_first(_verb_phrase(call, catalog)))
     target = _main_argument(call)
-    head = f"Calling {call_name(call)}" + (f" on {target}" if target else "")
-    why = own[0].strip().rstrip(".") if own else (
-        f"the current step is to {_lower_first(sub)}" if _specific(sub) else "the next step depends on what it shows")
-    tail = f", a step towards the goal ({_lower_first(goal)})" if _specific(goal) else (
-        ", so the next step works from what the workspace shows rather than a guess")
+    head = f"Calling {call_name(call)}" + (f" on {_short(target)}" if target else "")
+    if own:
+        why = own[0].strip().rstrip(".")
+    elif _specific(sub) and not derived:
+        why = f"the current step is to {_lower_first(sub)}"
+    elif _specific(goal):
+        why = f"it is the next step towards the goal ({_lower_first(goal)})"
+    else:
+        why = "the next step depends on what it shows"
+    tail = f", a step towards the goal ({_lower_first(goal)})" if _specific(goal) and "goal" not in why else (
+        ", so the following step works from what the workspace shows rather than a guess")
     context["toolContext"] = f"{head} because {why}{tail}."
     return True
 
@@ -259,6 +266,10 @@ def summary(text: str) -> str:
     return _join(things) if things else "nothing usable"
 
 
+def _pathlike(text: str) -> bool:
+    return "/" in text or re.search(r"\.[a-z]{1,5}$", text) is not None
+
+
 def _verb_phrase(call: dict, catalog: Catalog) -> str:
     """'read a file from the workspace' from the tool's description ('run NAME' for a tool the catalog lacks)."""
     name = call_name(call) or "the tool"
@@ -305,8 +316,12 @@ def _final_call(row: dict) -> dict | None:
 
 def _call_phrase(call: dict) -> str:
     args = _args(call)
-    shown = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in list(args.items())[:2])
+    shown = ", ".join(f"{k}={_short(json.dumps(v, ensure_ascii=False))}" for k, v in list(args.items())[:2])
     return f"{call_name(call)}({shown})"
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _context(row: dict) -> dict | None:

@@ -27,10 +27,10 @@ dimensions; chat rows get four. Every rule is listed here, best first.
     continuation instead of a request.
 ``response_realism`` (context rows: the answer is a tool call)
     5 one valid call whose arguments use a value from the request or the
-    context; 4 valid but not grounded there; 2 a placeholder argument
-    (``path/to/file``, ``foo``, ``<pattern>``), no call at the end, or several
+    context; 4 valid but not grounded there; 2 no call at the end, or several
     turns where the dataset is single-turn; 1 a call that is unknown or breaks
-    its schema.
+    its schema, or a placeholder argument (``path/to/file``, ``foo``,
+    ``<pattern>``): the call could not be carried out.
 ``response_realism`` (chat rows: the final answer)
     5 a final answer of 12 words or more; 4 ends on a tool call; 3 five to
     eleven words; 1 shorter.
@@ -57,11 +57,12 @@ from typing import Any
 from .catalog import Catalog
 from .schema import FormatError, call_arguments, call_name, parse_arguments, string_leaves, tool_calls, tool_names
 
-SCORER = "rules-v2"
+SCORER = "rules-v3"
 CONTEXT_DIMENSIONS = ("session_memory", "tool_context", "goal_coherence", "prompt_naturalness", "response_realism")
 CHAT_DIMENSIONS = ("tool_call_validity", "prompt_naturalness", "explanation_quality", "response_realism")
 
 GENERIC_MEMORY = re.compile(r"^(n/?a|none|tbd|-+|no (previous|prior) (context|history)|continuing( the)? task"
+                            r"|see above|same as before|as (discussed|before)|user needs help"
                             r"|user is working on (the |some )?(code|project|task))\.?$", re.I)
 GENERIC_GOAL = re.compile(r"^(help( the)? user|complete( the)? task|do( the)? task|fix( it| the (bug|issue))?"
                           r"|finish( the task)?|make it work|solve( the)? problem|assist)\.?$", re.I)
@@ -210,7 +211,7 @@ def call_realism(f: Facts, single_turn: bool) -> tuple[int, str]:
             return 1, problem
     values = string_leaves([a for _, a, _ in f.calls])
     if bad := next((v for v in values if PLACEHOLDER.search(v.strip())), None):
-        return 2, f"placeholder argument {bad[:40]!r}"
+        return 1, f"placeholder argument {bad[:40]!r}"
     seen = (f.request + " " + " ".join(v for v in f.context.values() if isinstance(v, str))).lower()
     if not any(len(v.strip()) >= 3 and v.strip().lower() in seen for v in values):
         return 4, "arguments not grounded in the request or context"
