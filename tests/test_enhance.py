@@ -356,6 +356,7 @@ def test_shipped_legacy_data_gains_at_least_1_5_points_traceably_and_determinist
     for row in out:
         lineno = int(row["meta"]["source"].rsplit(":", 1)[1])
         assert row["meta"]["id"] == row["meta"]["lineage"]["source"] == f"legacy_tools-{lineno:06d}" in ids
+        assert not {"label", "quality_scores", "_index", "_line_number"} & set(row["meta"])  # the old dataset's
         original = from_seed003(json.loads(lines[lineno - 1]))
         assert row["messages"][-1]["tool_calls"][0]["function"]["name"] == \
             original["messages"][-1]["tool_calls"][0]["function"]["name"]

@@ -20,15 +20,16 @@ from .schema import FormatError, call_arguments, call_name, parse_arguments, str
 from .scoring import (CONCRETE, CONTINUATION, GENERIC_GOAL, GENERIC_MEMORY, PLACEHOLDER, REASON, WORD,
                       content_words, norm_words)
 
-STALE_META = ("quality_scores", "_index", "_line_number")
+STALE_META = ("quality_scores", "label", "_index", "_line_number")
 Repair = Callable[[dict, Catalog], bool]
 
 
 def strip_metadata(row: dict, catalog: Catalog) -> bool:
-    """Reads and writes ``meta``: drops ``quality_scores``, ``_index`` and ``_line_number``.
+    """Reads and writes ``meta``: drops ``quality_scores``, ``label``, ``_index`` and ``_line_number``.
 
-    They are the old dataset's own scores and positions: stale once the row is
-    re-scored, and not training data.
+    They are the old dataset's own scores, quality label and positions: stale
+    once the row is re-scored (``meta.scores`` and ``meta.lineage`` say what
+    holds now), and not training data.
     """
     meta = row.get("meta") or {}
     stale = [k for k in STALE_META if k in meta]
