@@ -90,6 +90,7 @@ class MergeParams:
     valid_fraction: float = field(metadata={"help": "Share of rows in valid.jsonl."})
     test_fraction: float = field(metadata={"help": "Share of rows in test.jsonl."})
     curriculum: dict[str, list[str]] = field(metadata={"help": "Categories per curriculum stage; 'all' means every category."})
+    near_duplicate_threshold: float = field(default=0.8, metadata={"help": "Rows whose text + tool-call signatures reach this estimated Jaccard similarity (MinHash) are near-duplicates and stay on one side of the split."})
 
 
 @dataclass(frozen=True)
@@ -279,6 +280,8 @@ def _check_cross_sections(p: Params, where: str) -> None:
         raise ParamsError(f"{where}.enhance.max_attempts: must be >= 1, got {p.enhance.max_attempts}")
     if not 1 <= p.enhance.min_score <= 5:
         raise ParamsError(f"{where}.enhance.min_score: must be in [1, 5], got {p.enhance.min_score}")
+    if not 0 < p.merge.near_duplicate_threshold <= 1:
+        raise ParamsError(f"{where}.merge.near_duplicate_threshold: must be in (0, 1], got {p.merge.near_duplicate_threshold}")
     fractions = p.merge.valid_fraction + p.merge.test_fraction
     if not 0 <= fractions < 1:
         raise ParamsError(
