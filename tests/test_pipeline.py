@@ -88,7 +88,7 @@ def project(tmp_path_factory):
 
 def test_repro_builds_every_output(project):
     root, first = project
-    for stage in ("generate", "validate", "enhance", "merge", "tokenizer", "gate-splits", "build-model",
+    for stage in ("generate", "validate", "enhance", "merge", "tokenizer", "gate-splits", "card", "build-model",
                   "train-stage1", "train-stage2", "train-stage3", "evaluate"):
         assert f"Running stage '{stage}'" in first.stdout
     for name in ("train", "valid", "test"):
@@ -106,6 +106,12 @@ def test_repro_builds_every_output(project):
     assert splits["rows_in"] == splits["kept"] + splits["rejected"] and splits["passed"]
     assert splits["not_run"] == [] and "fits_max_seq_length" in splits["failures"]
     assert splits["files"]["train.jsonl"] == len((root / "data/splits/train.jsonl").read_text().splitlines())
+    card = (root / "reports" / "dataset_card.md").read_text()
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    md5 = next(o["md5"] for o in lock["stages"]["gate-splits"]["outs"] if o["path"] == "data/splits")
+    assert f"DVC hash of the splits: `{md5}`" in card and "| in the final splits |" in card
+    for figure in ("categories", "tokens", "tools", "scores"):
+        assert f"(card/{figure}.png)" in card and (root / "reports" / "card" / f"{figure}.png").stat().st_size > 1000
     for gate_name in ("validate", "gate-splits"):
         assert "critical.rows" in (root / "reports/data_docs" / gate_name / "index.html").read_text()
 
@@ -117,7 +123,10 @@ def test_mlflow_has_one_parent_with_nested_stage_runs(project):
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 1
     children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id}
-    assert set(children) == {"generate", "enhance", "warmup", "stage1", "stage2", "stage3", "evaluate"}
+    assert set(children) == {"generate", "enhance", "card", "warmup", "stage1", "stage2", "stage3", "evaluate"}
+    card = children["card"]
+    assert card.data.tags["synthforge.data_dvc_md5"].endswith(".dir") and card.data.metrics["rows.train"] > 0
+    assert {a.path for a in client.list_artifacts(card.info.run_id, "card")} >= {"card/tokens.png", "card/tools.png"}
     assert children["generate"].data.metrics["rows"] == 66 and "distinct_3" in children["generate"].data.metrics
     for name in ("stage1", "stage2", "stage3"):
         run = children[name]

@@ -254,6 +254,28 @@ def tokenizer(train_path, out, params_path):
     click.echo(f"tokenizer: {build_tokenizer(train_path=train_path, out_dir=out, p=p.model)}")
 
 
+@main.command()
+@click.option("--data", "data_dir", type=EXISTING, required=True, help="Gated split folder.")
+@click.option("--tokenizer", "tokenizer_dir", type=EXISTING, required=True, help="Tokenizer folder (stage tokenizer).")
+@click.option("--reports", "reports_dir", type=EXISTING, required=True, help="Folder of the data stages' JSON reports.")
+@click.option("--lock", "lock_path", type=PATH, default=Path("dvc.lock"), show_default=True,
+              help="dvc.lock, for the data's DVC hash.")
+@click.option("--out", type=PATH, required=True, help="The card (Markdown).")
+@click.option("--figures", "figures_dir", type=PATH, required=True, help="Folder for the card's PNGs.")
+@click.option("--track/--no-track", default=True, show_default=True, help="Log a 'card' run to MLflow.")
+@stage_command
+def card(data_dir, tokenizer_dir, reports_dir, lock_path, out, figures_dir, track, params_path):
+    """Write the dataset card: categories, lineage, gates, token lengths, tools, scores."""
+    from .card import build_card
+
+    facts = build_card(data_dir, tokenizer_dir, reports_dir, lock_path, out, figures_dir)
+    click.echo(f"card: {sum(facts['rows'].values())} rows, DVC hash {facts['dvc_hash'] or '(not in dvc.lock yet)'} -> {out}")
+    if track:
+        from .tracking import log_card
+
+        log_card(facts, out, figures_dir, params_path=params_path)
+
+
 @main.command("build-model")
 @click.option("--tokenizer", "tokenizer_dir", type=EXISTING, required=True, help="Folder of stage tokenizer.")
 @click.option("--train", "train_path", type=EXISTING, required=True)

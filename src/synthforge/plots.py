@@ -42,3 +42,46 @@ def score_figure(bins: list[float], before: list[int], after: list[int], dimensi
     with io.atomic_open(path, "wb") as fh:
         fig.savefig(fh, format="png", metadata={"Software": None})
     plt.close(fig)
+
+
+def card_figures(facts: dict, tokens, folder: Path) -> dict[str, Path]:
+    """The dataset card's PNGs: categories per split, token lengths, tool usage, quality scores."""
+    plt = _pyplot()
+    out = {}
+
+    def save(fig, name: str) -> None:
+        fig.tight_layout()
+        path = Path(folder) / f"{name}.png"
+        with io.atomic_open(path, "wb") as fh:
+            fig.savefig(fh, format="png", metadata={"Software": None})
+        plt.close(fig)
+        out[name] = path
+
+    splits = list(facts["categories"])
+    cats = sorted({c for part in facts["categories"].values() for c in part})
+    fig, ax = plt.subplots(figsize=(9, 0.35 * len(cats) + 1.5), dpi=100)
+    left = [0] * len(cats)
+    for split, color in zip(splits, ("#2f6fdf", "#f0a030", "#5ab05a")):
+        counts = [facts["categories"][split].get(c, 0) for c in cats]
+        ax.barh(cats, counts, left=left, label=split, color=color)
+        left = [a + b for a, b in zip(left, counts)]
+    ax.set(xlabel="rows", title="examples per category")
+    ax.legend(loc="lower right")
+    save(fig, "categories")
+
+    fig, ax = plt.subplots(figsize=(8, 3.5), dpi=100)
+    ax.hist(tokens, bins=40, color="#2f6fdf")
+    ax.set(xlabel="tokens under the model's chat template", ylabel="rows", title="token lengths")
+    save(fig, "tokens")
+
+    tools = facts["tools"]
+    fig, ax = plt.subplots(figsize=(8, 0.3 * max(len(tools), 1) + 1.5), dpi=100)
+    ax.barh(list(tools)[::-1], list(tools.values())[::-1], color="#2f6fdf")
+    ax.set(xlabel="calls", title="tool usage")
+    save(fig, "tools")
+
+    fig, ax = plt.subplots(figsize=(8, 3.5), dpi=100)
+    ax.hist(facts["scores"], bins=[1 + 0.25 * i for i in range(17)], color="#2f6fdf")
+    ax.set(xlabel="mean quality score (1-5)", ylabel="rows", title="quality scores")
+    save(fig, "scores")
+    return out

@@ -156,6 +156,19 @@ def log_enhance(report: dict, params: dict[str, Any], plots_dir: str | Path | No
         return run.run_id
 
 
+def log_card(facts: dict, card_path: str | Path, figures_dir: str | Path, *,
+             params_path: str | Path = "params.yaml") -> str:
+    """A ``card`` run: row counts and lineage as metrics, the card and its figures, the data's DVC hash as a tag."""
+    metrics = {"rows": facts["rows"], "tokens": facts["tokens"],
+               "lineage": {k.split(" (")[0].replace(" ", "_"): v for k, v in facts["lineage"].items() if v is not None}}
+    with stage_run("card", {}, params_path=params_path) as run:
+        run.log_metrics(metrics)
+        run.set_tags({"synthforge.data_dvc_md5": facts["dvc_hash"] or "unknown"})
+        run.log_text(Path(card_path).read_text(), "dataset_card.md")
+        run.log_artifacts(figures_dir, "card")
+        return run.run_id
+
+
 class StageRun:
     """Thin logging handle on one run (batched calls only)."""
 
