@@ -66,7 +66,7 @@ def card_figures(facts: dict, tokens, folder: Path) -> dict[str, Path]:
         ax.barh(cats, counts, left=left, label=split, color=color)
         left = [a + b for a, b in zip(left, counts)]
     ax.set(xlabel="rows", title="examples per category")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     save(fig, "categories")
 
     fig, ax = plt.subplots(figsize=(8, 3.5), dpi=100)
