@@ -12,7 +12,7 @@ is a plain seeded stratified split. Each curriculum stage gets a folder with
 the train and valid rows of its categories. Every output folder is one
 ``mlx_lm.lora --data`` accepts unchanged.
 
-    synthforge merge --input data/enhanced/enhanced.jsonl --out data/splits --report reports/merge.json
+    synthforge merge --input data/enhanced/enhanced.jsonl --out data/merged --report reports/merge.json
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from . import io
-from .params import MergeParams
 from .neardup import near_duplicate_groups
+from .params import MergeParams
 from .schema import FormatError, call_arguments, call_name, iter_calls, mlx_row, parse_arguments, row_digest
 
 SPLITS = ("train", "valid", "test")
