@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from .catalog import Catalog
-from .llm import Cache, Client, cache_key, fetch_all, json_object
+from .llm import Client, ask_all, cache_key, json_object
 from .params import GenerateParams
 from .schema import FormatError, to_canonical
 from .columns import row_problems
@@ -76,18 +76,10 @@ def run(scaffolds: list[dict], catalog: Catalog, params: GenerateParams, seed: i
     sampling = {"temperature": p.temperature, "max_tokens": p.max_tokens}
     prompts = [prompt(s) for s in scaffolds]
     keys = [cache_key(client.model, PROMPT_VERSION, sampling, seed, s["meta"]["id"], q) for s, q in zip(scaffolds, prompts)]
-    cache = Cache(cache_path)
-    todo = [i for i, k in enumerate(keys) if k not in cache]
-    client.stats.cache_hits = len(scaffolds) - len(todo)
-    try:
-        failures = fetch_all(client, cache, prompts, keys, todo,
-                             lambda i: (seed * 1_000_003 + i) % 2**31, p.concurrency, "generate (openai)", progress)
-        client.stats.failures = len(failures)
-    finally:
-        cache.close()
+    answers = ask_all(client, cache_path, prompts, keys, lambda i: (seed * 1_000_003 + i) % 2**31, p.concurrency,
+                      "generate (openai)", progress)
     kept, rejected = [], []
-    for i, (scaffold, key) in enumerate(zip(scaffolds, keys)):
-        entry = cache.get(key) if key in cache else {"error": f"request failed: {failures.get(i, 'no reply')}"}
+    for scaffold, entry in zip(scaffolds, answers):
         try:
             if "error" in entry:
                 raise FormatError(entry["error"])

@@ -21,7 +21,7 @@ import json
 import os
 from pathlib import Path
 
-from .llm import Cache, Client, cache_key, fetch_all, json_object
+from .llm import Client, ask_all, cache_key, json_object
 from .params import OpenAIParams
 from .schema import FormatError, row_digest, tool_names
 from .scoring import CHAT_DIMENSIONS, CONTEXT_DIMENSIONS
@@ -107,22 +107,15 @@ class Judge:
         prompts = [prompt(r) for r in rows]
         keys = [cache_key(self.client.model, RUBRIC_VERSION, sampling, self.seed, row_digest(r).hex(), q)
                 for r, q in zip(rows, prompts)]
-        cache = Cache(self.cache_path)
-        todo = [i for i, k in enumerate(keys) if k not in cache]
-        self.client.stats.cache_hits += len(rows) - len(todo)
-        try:
-            failures = fetch_all(self.client, cache, prompts, keys, todo, lambda i: self.seed, p.concurrency,
-                                 "judge (openai)", self.progress)
-            self.client.stats.failures += len(failures)
-        finally:
-            cache.close()
+        answers = ask_all(self.client, self.cache_path, prompts, keys, lambda i: self.seed, p.concurrency,
+                          "judge (openai)", self.progress)
         results: list[dict | str] = []
-        for i, (row, key) in enumerate(zip(rows, keys)):
-            if key not in cache:
-                results.append(f"judge request failed: {failures.get(i, 'no reply')}")
+        for row, entry in zip(rows, answers):
+            if "error" in entry:
+                results.append(f"judge {entry['error']}")
                 continue
             try:
-                results.append(parse_reply(cache.get(key)["reply"], dimensions(row)))
+                results.append(parse_reply(entry["reply"], dimensions(row)))
             except FormatError as exc:
                 results.append(str(exc))
         return results

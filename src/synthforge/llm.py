@@ -209,6 +209,25 @@ class Cache:
             self._file = None
 
 
+def ask_all(client: Client, cache_path: str | Path, prompts: list[list[dict]], keys: list[str], seed_of,
+            concurrency: int, label: str, progress: bool = True) -> list[dict]:
+    """Each prompt's answer: ``{"reply": text}`` (cached, or asked now and cached), or ``{"error": reason}``.
+
+    Prompts whose key is in the cache at ``cache_path`` are not asked again;
+    the client's stats count cache hits and failed requests.
+    """
+    cache = Cache(cache_path)
+    todo = [i for i, k in enumerate(keys) if k not in cache]
+    client.stats.cache_hits += len(keys) - len(todo)
+    try:
+        failures = fetch_all(client, cache, prompts, keys, todo, seed_of, concurrency, label, progress)
+        client.stats.failures += len(failures)
+    finally:
+        cache.close()
+    return [cache.get(k) if k in cache else {"error": f"request failed: {failures.get(i, 'no reply')}"}
+            for i, k in enumerate(keys)]
+
+
 def fetch_all(client: Client, cache: Cache, prompts: list[list[dict]], keys: list[str], todo: list[int],
               seed_of, concurrency: int, label: str, progress: bool = True) -> dict[int, str]:
     """Request ``prompts[i]`` for every ``i`` in ``todo`` (bounded concurrency), caching each reply as it lands.

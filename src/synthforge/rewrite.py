@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .catalog import Catalog
 from .columns import CONTEXT_KEYS, row_problems
-from .llm import Cache, Client, cache_key, fetch_all, json_object
+from .llm import Client, ask_all, cache_key, json_object
 from .params import EnhanceParams
 from .repairs import repairs_for, strip_metadata
 from .schema import FormatError, row_digest, to_canonical, tool_names
@@ -88,21 +88,15 @@ class LLMRewriter:
         seeds = [(self.seed * 1_000_003 + attempt * 7_919 + i) % 2**31 for i in range(len(rows))]
         keys = [cache_key(self.client.model, PROMPT_VERSION, sampling, s, row_digest(r).hex(), q)
                 for r, s, q in zip(rows, seeds, prompts)]
-        cache = Cache(self.cache_path)
-        todo = [i for i, k in enumerate(keys) if k not in cache]
-        self.client.stats.cache_hits += len(rows) - len(todo)
-        try:
-            failures = fetch_all(self.client, cache, prompts, keys, todo, lambda i: seeds[i], p.concurrency,
-                                 f"rewrite (openai, attempt {attempt})", self.progress)
-        finally:
-            cache.close()
+        answers = ask_all(self.client, self.cache_path, prompts, keys, lambda i: seeds[i], p.concurrency,
+                          f"rewrite (openai, attempt {attempt})", self.progress)
         out: list[Result] = []
-        for i, (row, key) in enumerate(zip(rows, keys)):
-            if key not in cache:
-                out.append(f"rewrite request failed: {failures.get(i, 'no reply')}")
+        for row, entry in zip(rows, answers):
+            if "error" in entry:
+                out.append(f"rewrite {entry['error']}")
                 continue
             try:
-                out.append((parse_reply(cache.get(key)["reply"], row, self.catalog), [f"llm:{PROMPT_VERSION}"]))
+                out.append((parse_reply(entry["reply"], row, self.catalog), [f"llm:{PROMPT_VERSION}"]))
             except FormatError as exc:
                 out.append(f"rewrite unusable: {exc}")
         return out
