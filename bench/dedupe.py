@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import pickle
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,6 +32,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from child import peak_rss_mb, run_child  # noqa: E402
 
 
 def make_texts(rows: int, planted: int, seed: int = 42) -> tuple[list[str], list[tuple[int, int]]]:
@@ -95,20 +96,8 @@ def child(kind: str, data: Path, threshold: float) -> None:
                       "recall": round(hit / len(pairs), 4), "extra": extra}))
 
 
-def peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (2**20 if sys.platform == "darwin" else 1024)
-
-
 def measure(kind: str, data: Path, threshold: float) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", kind, "--data", str(data), "--threshold", str(threshold)],
-                          capture_output=True, text=True, check=False)
-    if proc.returncode:
-        raise SystemExit(f"{kind} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_child(__file__, ["--child", kind, "--data", str(data), "--threshold", str(threshold)])
 
 
 def main() -> None:

@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,6 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
+
+from child import peak_rss_mb, run_child  # noqa: E402
 
 
 def make_rows(size: int, work: Path) -> Path:
@@ -196,22 +196,8 @@ def child(kind: str, source: Path, work: Path) -> None:
                       "peak_rss_mb": round(peak)}))
 
 
-def peak_rss_mb() -> float:
-    """This process's peak RSS. Not ru_maxrss: Linux keeps that across fork and exec, so a child would
-    report the parent's peak (the parent generated the rows)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # not Linux: KB, bytes on macOS
-    return peak / (2**20 if sys.platform == "darwin" else 1024)
-
-
 def measure(kind: str, source: Path, work: Path) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", kind, "--source", str(source), "--work", str(work)],
-                          capture_output=True, text=True, check=False)
-    if proc.returncode:
-        raise SystemExit(f"{kind} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_child(__file__, ["--child", kind, "--source", str(source), "--work", str(work)])
 
 
 def main() -> None:
