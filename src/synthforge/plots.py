@@ -21,6 +21,15 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: Path) -> Path:
+    """Lay out, write (atomically, no timestamp in the metadata) and close a figure."""
+    fig.tight_layout()
+    with io.atomic_open(path, "wb") as fh:
+        fig.savefig(fh, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
 def score_figure(bins: list[float], before: list[int], after: list[int], dimensions: dict[str, dict],
                  path: Path, title: str) -> None:
     """Left: histogram of row scores before and after. Right: mean per dimension of the enhanced rows."""
@@ -38,10 +47,7 @@ def score_figure(bins: list[float], before: list[int], after: list[int], dimensi
     right.set_yticks(list(ys), names)
     right.set(xlim=(0, 5), xlabel="mean score", title="enhanced rows, per dimension")
     fig.suptitle(title)
-    fig.tight_layout()
-    with io.atomic_open(path, "wb") as fh:
-        fig.savefig(fh, format="png", metadata={"Software": None})
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def card_figures(facts: dict, tokens, folder: Path) -> dict[str, Path]:
@@ -50,12 +56,7 @@ def card_figures(facts: dict, tokens, folder: Path) -> dict[str, Path]:
     out = {}
 
     def save(fig, name: str) -> None:
-        fig.tight_layout()
-        path = Path(folder) / f"{name}.png"
-        with io.atomic_open(path, "wb") as fh:
-            fig.savefig(fh, format="png", metadata={"Software": None})
-        plt.close(fig)
-        out[name] = path
+        out[name] = _save(plt, fig, Path(folder) / f"{name}.png")
 
     splits = list(facts["categories"])
     cats = sorted({c for part in facts["categories"].values() for c in part})
