@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from synthforge.catalog import load_catalog
 from synthforge.cli import main
 from synthforge.enhancereport import histogram
+from synthforge.io import read_rows as read
 from synthforge.repairs import ground_placeholders, repairs_for, single_turn
 from synthforge.schema import from_seed003, mlx_row
 from synthforge.scoring import Scorer, overall
@@ -183,10 +184,6 @@ def run_enhance(tmp_path, rows_path, params, out="out", extra=()):
             *extra]
     result = CliRunner().invoke(main, args)
     return result, d
-
-
-def read(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def test_weak_chat_rows_are_repaired_and_strong_ones_kept(tmp_path, generated_rows):
