@@ -26,8 +26,7 @@ BINS = [1 + 0.25 * i for i in range(17)]  # 1.00, 1.25, ..., 5.00
 
 def build_report(cases, scorer, p, requests: dict[str, dict] | None = None) -> dict:
     enhanced = [c for c in cases if c.status == "enhanced"]
-    scored_in = [c.before for c in cases if isinstance(c.before, dict)]
-    scored_out = [c.after if c.status == "enhanced" else c.before for c in cases if c.status in ("kept", "enhanced")]
+    scored_in, scored_out = scores_in_out(cases)
     report = {
         **_counts(cases), "scorer": scorer.name, "rubric": scorer.rubric, "rewriter": p.rewriter,
         "min_score": p.min_score,
@@ -47,6 +46,12 @@ def build_report(cases, scorer, p, requests: dict[str, dict] | None = None) -> d
     if requests := {k: v for k, v in (requests or {}).items() if v}:
         report["requests"] = requests
     return report
+
+
+def scores_in_out(cases) -> tuple[list[dict], list[dict]]:
+    """The scores of every scored input row, and of every output row (the rewrite's for enhanced rows)."""
+    return ([c.before for c in cases if isinstance(c.before, dict)],
+            [c.after if c.status == "enhanced" else c.before for c in cases if c.status in ("kept", "enhanced")])
 
 
 def _counts(cases) -> dict:
@@ -92,8 +97,7 @@ def histogram(values: list[float]) -> list[int]:
 
 def write_plots(cases, report: dict, folder: Path) -> None:
     """``score_hist.csv``, ``dimensions.csv`` (DVC plots) and ``scores.png``."""
-    before = [overall(c.before) for c in cases if isinstance(c.before, dict)]
-    after = [overall(c.after if c.status == "enhanced" else c.before) for c in cases if c.status != "rejected"]
+    before, after = ([overall(s) for s in scores] for scores in scores_in_out(cases))
     hb, ha = histogram(before), histogram(after)
     with io.atomic_open(Path(folder) / "score_hist.csv") as fh:
         w = csv.writer(fh, lineterminator="\n")
