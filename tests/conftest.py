@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -24,7 +25,7 @@ SPECS = ROOT / "data" / "specs" / "coding_agent"
 
 @pytest.fixture(autouse=True)
 def isolated_state(tmp_path_factory, monkeypatch):
-    """Every test gets its own MLflow store and no DVC/MLflow/HF telemetry or hub access."""
+    """Every test gets its own MLflow store, no DVC/MLflow/HF telemetry or hub access, no cloud credentials."""
     home = tmp_path_factory.mktemp("state")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -35,6 +36,11 @@ def isolated_state(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     monkeypatch.setenv("TQDM_DISABLE", "1")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)  # never a developer's real cloud credentials
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     return home
 
 
@@ -88,31 +94,61 @@ def tiny_model_dir(tmp_path_factory, generated_rows) -> Path:
     return out
 
 
-@pytest.fixture
-def mlx_server(tiny_model_dir, tmp_path):
-    """``mlx_lm.server`` serving the tiny model on 127.0.0.1; its log counts the requests."""
+@contextlib.contextmanager
+def serving(cmd: list[str], probe: str, log: Path, timeout: float = 120):
+    """Start a server process, wait until ``probe`` answers over HTTP, stop it afterwards."""
+    import urllib.error
     import urllib.request
 
-    port = free_port()
-    log = tmp_path / "server.log"
     with log.open("w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "mlx_lm", "server", "--model", str(tiny_model_dir),
-                                 "--host", "127.0.0.1", "--port", str(port)], stdout=fh, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
     try:
-        deadline = time.time() + 120
+        deadline = time.time() + timeout
         while True:
             try:
-                urllib.request.urlopen(f"{url}/models", timeout=2).read()
+                urllib.request.urlopen(probe, timeout=2).read()
                 break
+            except urllib.error.HTTPError:
+                break  # it answered
             except OSError:
                 if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"mlx_lm.server did not start:\n{log.read_text()[-2000:]}")
+                    raise RuntimeError(f"{cmd[0]} did not start:\n{log.read_text()[-2000:]}")
                 time.sleep(0.5)
-        yield url, lambda: log.read_text().count("POST /v1/chat/completions")
+        yield proc
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.fixture
+def mlx_server(tiny_model_dir, tmp_path):
+    """``mlx_lm.server`` serving the tiny model on 127.0.0.1; its log counts the requests."""
+    port = free_port()
+    log = tmp_path / "server.log"
+    url = f"http://127.0.0.1:{port}/v1"
+    cmd = [sys.executable, "-m", "mlx_lm", "server", "--model", str(tiny_model_dir), "--host", "127.0.0.1",
+           "--port", str(port)]
+    with serving(cmd, f"{url}/models", log):
+        yield url, lambda: log.read_text().count("POST /v1/chat/completions")
+
+
+@pytest.fixture
+def s3_server(tmp_path, monkeypatch):
+    """A real S3-compatible server (``moto_server``) on 127.0.0.1, with test credentials in the environment."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with serving([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], url,
+                 tmp_path / "moto.log"):
+        yield url
+
+
+def make_bucket(endpoint: str, name: str) -> None:
+    import boto3
+
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=name)
 
 
 # --- headless Chromium without network (Data Docs tests) ------------------------------

@@ -9,6 +9,7 @@ gate-splits) run and leave their reports and Data Docs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ import mlflow
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, make_bucket
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -49,7 +50,7 @@ ENV: dict[str, str] = {}
 
 
 def sh(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, **ENV, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, **ENV, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}  # os.environ: AWS test keys
     proc = subprocess.run(list(args), cwd=project, env=env, capture_output=True, text=True, timeout=900)
     if check and proc.returncode:
         raise AssertionError(f"{args} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -155,6 +156,38 @@ def test_generate_with_adapters(project):
     proc = sh(root, str(BIN / "mlx_lm.generate"), "--model", "models/base", "--adapter-path",
               "models/adapters/stage3", "--prompt", "Where is parse_config defined?", "--max-tokens", "4")
     assert "Generation:" in proc.stdout + proc.stderr
+
+
+def test_push_to_s3_and_a_fresh_clone_pulls_identical_data(project, s3_server, tmp_path):
+    """Every data/ file a push may store comes back byte-identical; only push: false outputs stay behind."""
+    from synthforge.remote import open_repo, outputs
+
+    root, _ = project
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "built")
+    sh(root, sys.executable, "-m", "dvc", "remote", "add", "s3", "s3://synthforge/data")
+    sh(root, sys.executable, "-m", "dvc", "remote", "modify", "s3", "endpointurl", s3_server)
+    make_bucket(s3_server, "synthforge")
+    assert "pushed to remote 's3'" in sh(root, str(BIN / "synthforge"), "push", "-r", "s3").stdout
+    clone = tmp_path / "clone"
+    sh(tmp_path, "git", "clone", "-q", str(root), str(clone))
+    sh(clone, sys.executable, "-m", "dvc", "remote", "add", "s3", "s3://synthforge/data")
+    sh(clone, sys.executable, "-m", "dvc", "remote", "modify", "s3", "endpointurl", s3_server)
+    assert not (clone / "data" / "splits").exists()
+    sh(clone, str(BIN / "synthforge"), "pull", "-r", "s3")
+    local_only = outputs(open_repo(root)).local_only
+    assert "data/generated/generated.jsonl" in local_only and "data/validated/rejected.jsonl" in local_only
+    built, pulled = file_hashes(root / "data"), file_hashes(clone / "data")
+    stayed = {path for path in built if any(path.startswith(out[len("data/"):]) for out in local_only)}
+    assert pulled == {path: digest for path, digest in built.items() if path not in stayed}
+    assert any(path.startswith("splits/") for path in pulled) and stayed
+    up_to_date = sh(clone, sys.executable, "-m", "dvc", "repro", "--allow-missing", "--dry").stdout
+    assert "Running stage" not in up_to_date
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in folder.rglob("*") if p.is_file()}
 
 
 def test_stage3_change_reruns_only_stage3_and_evaluate(project):

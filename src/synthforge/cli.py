@@ -8,6 +8,7 @@ traceback.
     synthforge --help
     dvc repro                # runs the commands in dvc.yaml
     synthforge ui            # MLflow UI on 127.0.0.1 for this project
+    synthforge pull          # data of this commit from the DVC remote (also: push, remote check)
 """
 
 from __future__ import annotations
@@ -355,6 +356,62 @@ def ui(port):
     click.echo(f"MLflow UI for {project_root()} at http://127.0.0.1:{port} (Ctrl-C to stop)")
     with contextlib.suppress(KeyboardInterrupt):
         subprocess.run(cmd, env=env, check=False)
+
+
+def _remote_call(fn, *args):
+    from .remote import RemoteError
+
+    try:
+        return fn(*args)
+    except RemoteError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+REMOTE_OPTION = click.option("-r", "--remote", "name", help="DVC remote (default: core.remote of .dvc/config).")
+
+
+@main.group()
+def remote():
+    """DVC remote storage: see README, 'Remote storage'."""
+
+
+@remote.command("check")
+@REMOTE_OPTION
+@click.option("--for", "purpose", type=click.Choice(["push", "pull"]), default="push", show_default=True)
+def remote_check(name, purpose):
+    """Check that the remote is reachable, has credentials and a bucket (nothing is written)."""
+    from . import remote as storage
+
+    def run():
+        repo = storage.open_repo(Path.cwd())
+        return storage.check(repo, storage.resolve(repo, name), purpose)
+
+    click.echo(f"ok: {_remote_call(run)}")
+
+
+@main.command()
+@REMOTE_OPTION
+def push(name):
+    """Check the remote, then `dvc push` the pipeline's outputs (never those marked push: false)."""
+    from .remote import push as push_outputs
+
+    line, outs = _remote_call(push_outputs, Path.cwd(), name)
+    click.echo(f"pushed to {line}")
+    if outs.local_only:
+        click.echo(f"kept on this machine (push: false): {', '.join(outs.local_only)}")
+
+
+@main.command()
+@REMOTE_OPTION
+def pull(name):
+    """Check the remote, then pull every output a push can have stored, and check each arrived."""
+    from .remote import pull as pull_outputs
+
+    line, outs = _remote_call(pull_outputs, Path.cwd(), name)
+    click.echo(f"pulled {len(outs.pushable)} outputs from {line}")
+    if outs.local_only:
+        click.echo(f"not on any remote (push: false): {', '.join(outs.local_only)}; "
+                   "`dvc repro --allow-missing` skips the stages that made them")
 
 
 MLX_COMMANDS = {"build-model", "train", "evaluate"}
