@@ -7,8 +7,10 @@ that DVC runs as separate processes still group together. A stage that
 resumes from another stage's adapters is tagged with that stage's run id.
 
 The default store is ``sqlite:///<project>/mlflow.db`` with artifacts in
-``<project>/mlartifacts``; ``MLFLOW_TRACKING_URI`` switches to a team server.
-Telemetry is off. Step metrics are logged in one batch per report interval
+``<project>/mlartifacts``; ``MLFLOW_TRACKING_URI`` switches to a team server
+(``mlflow server``). A server that does not answer ``/health`` stops the stage
+before any compute (:func:`preflight`), unless ``SYNTHFORGE_TRACKING_FALLBACK=local``
+says to log to the local store instead, which is then announced. Telemetry is off. Step metrics are logged in one batch per report interval
 (a single ``log_metric`` costs ~8 ms against sqlite).
 """
 
@@ -52,8 +54,47 @@ def project_root(start: Path | None = None) -> Path:
     return here
 
 
+FALLBACK_ENV = "SYNTHFORGE_TRACKING_FALLBACK"
+_checked: dict[str, str] = {}  # configured URI -> URI in use, once per process
+
+
+class TrackingError(RuntimeError):
+    """The tracking server cannot be used; the message says what to do."""
+
+
+def local_uri(root: Path | None = None) -> str:
+    return f"sqlite:///{project_root(root) / 'mlflow.db'}"
+
+
 def tracking_uri(root: Path | None = None) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root(root) / 'mlflow.db'}"
+    configured = os.environ.get("MLFLOW_TRACKING_URI") or local_uri(root)
+    return _checked.get(configured, configured)
+
+
+def is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def preflight(timeout: float = 5.0) -> str:
+    """The tracking URI to use, after checking that a tracking server answers (once per process)."""
+    import requests
+
+    configured = os.environ.get("MLFLOW_TRACKING_URI") or local_uri()
+    if configured in _checked or not is_server(configured):
+        return tracking_uri()
+    try:
+        requests.get(configured.rstrip("/") + "/health", timeout=timeout).raise_for_status()
+        _checked[configured] = configured
+    except requests.RequestException as exc:
+        reason = type(exc).__name__ if isinstance(exc, requests.ConnectionError) else str(exc)
+        if os.environ.get(FALLBACK_ENV, "").lower() != "local":
+            raise TrackingError(
+                f"MLflow tracking server {configured} does not answer ({reason}): start it, fix MLFLOW_TRACKING_URI, "
+                f"or set {FALLBACK_ENV}=local to log to this project's mlflow.db instead") from None
+        _checked[configured] = local_uri()
+        print(f"tracking: MLflow server {configured} does not answer ({reason}); logging to {local_uri()} "
+              f"instead ({FALLBACK_ENV}=local)", flush=True)
+    return tracking_uri()
 
 
 def git_commit(root: Path | None = None) -> str:
@@ -74,7 +115,7 @@ def pipeline_version(params_path: str | Path = "params.yaml") -> str:
 
 def client():
     mlflow = _mlflow()
-    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_tracking_uri(preflight())
     return mlflow.MlflowClient()
 
 
@@ -83,7 +124,7 @@ def experiment_id(c) -> str:
     if exp is not None:
         return exp.experiment_id
     location = None
-    if "MLFLOW_TRACKING_URI" not in os.environ:
+    if tracking_uri() == local_uri():
         location = (project_root() / "mlartifacts").as_uri()
     return c.create_experiment(EXPERIMENT, artifact_location=location)
 
@@ -102,8 +143,12 @@ def parent_run(c, exp_id: str, version: str) -> str:
 
 @contextlib.contextmanager
 def stage_run(stage: str, params: dict[str, Any], *, resumed_from: str | None = None,
-              params_path: str | Path = "params.yaml") -> Iterator["StageRun"]:
-    """A run for one stage, nested under its pipeline version's parent run."""
+              params_path: str | Path = "params.yaml", enabled: bool = True) -> Iterator["StageRun"]:
+    """A run for one stage, nested under its pipeline version's parent run (a :class:`NullRun`
+    when not ``enabled``: the ranks other than 0 of a distributed run)."""
+    if not enabled:
+        yield NullRun()
+        return
     c = client()
     exp_id = experiment_id(c)
     version = pipeline_version(params_path)
@@ -221,6 +266,17 @@ class StageRun:
     def set_tags(self, tags: dict[str, str]) -> None:
         for k, v in tags.items():
             self.client.set_tag(self.run_id, k, v)
+
+
+class NullRun:
+    """The handle of a process that must not record anything: every logging call does nothing."""
+
+    run_id = ""
+
+    def __getattr__(self, name: str):
+        if name.startswith(("log_", "set_")):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
 
 
 class MLflowCallback(TrainingCallback):
