@@ -2,7 +2,8 @@
 # Set up synthforge from scratch: a virtualenv in .venv with the project and its
 # test extra, plus (on Debian/Ubuntu as root) OpenBLAS, which makes MLX training
 # on Linux CPUs several times faster, and Chromium, which one test uses to open the
-# Data Docs offline. Safe to run again.
+# Data Docs offline. Safe to run again. SYNTHFORGE_MLX=cuda installs MLX's CUDA
+# backend instead of the CPU one (Linux with an NVIDIA GPU).
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON="${PYTHON:-python3}"
@@ -26,5 +27,14 @@ if [ "$(uname -s)" = "Linux" ] && ! command -v chromium >/dev/null 2>&1 && ! com
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[test]"
+if [ "${SYNTHFORGE_MLX:-cpu}" = "cuda" ]; then
+  # mlx-cpu and mlx-cuda-12 install the same files under mlx/: drop the CPU build, then restore CUDA's copies
+  .venv/bin/python -m pip install -q -e ".[test,cuda]"
+  .venv/bin/python -m pip uninstall -q -y mlx-cpu
+  version="$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("mlx"))')"
+  .venv/bin/python -m pip install -q --force-reinstall --no-deps "mlx-cuda-12==$version"
+  .venv/bin/python -c 'import mlx.core as mx; print("setup: MLX default device:", mx.default_device())'
+else
+  .venv/bin/python -m pip install -q -e ".[test]"
+fi
 echo "setup: done (.venv)"

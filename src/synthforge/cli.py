@@ -36,9 +36,10 @@ EXISTING = click.Path(exists=True, path_type=Path)
 
 def _known_errors() -> tuple[type[Exception], ...]:
     from .llm import BackendError
+    from .tracking import TrackingError
     from .training import TrainError
 
-    return KNOWN_ERRORS + (TrainError, BackendError)
+    return KNOWN_ERRORS + (TrainError, BackendError, TrackingError)
 
 
 def stage_command(fn):
@@ -305,16 +306,29 @@ def build_model(tokenizer_dir, train_path, valid_path, out, report, params_path)
 @click.option("--checkpoints", type=PATH, default=Path("models/checkpoints"), show_default=True)
 @stage_command
 def train(stage, base_dir, data_dir, resume_dir, prev_run, out, report, checkpoints, params_path):
-    """Train one curriculum stage of LoRA adapters."""
+    """Train one curriculum stage of LoRA adapters (data-parallel under mlx.launch: README, 'Distributed training')."""
+    from . import distributed
     from .train import train_stage
 
     p = load_params(params_path)
     if stage not in p.train.stages:
         raise click.ClickException(f"--stage {stage}: not in train.stages ({', '.join(p.train.stages)})")
+    dist = p.train.distributed
+    if (dist.processes > 1 or dist.hostfile) and not distributed.launched():
+        args = ["train", "--stage", stage, "--base", base_dir, "--data", data_dir, "--out", out, "--report", report,
+                "--checkpoints", checkpoints, "--params", params_path]
+        args += ["--resume", resume_dir] if resume_dir else []
+        args += ["--prev-run", prev_run] if prev_run else []
+        sys.exit(distributed.relaunch([str(a) for a in args], dist.processes, dist.backend, dist.hostfile,
+                                      echo=click.echo))
     m = train_stage(stage=stage, base_dir=base_dir, data_dir=data_dir, out_dir=out, report_dir=report,
                     checkpoint_dir=checkpoints / stage, common=p.train.common, sp=p.train.stages[stage],
                     seed=p.base.seed, resume_dir=resume_dir, prev_run_file=prev_run, params_path=params_path)
-    click.echo(f"train {stage}: val_loss {m['val_loss']:.4f}, {m['dropped_too_long']} dropped as too long")
+    rank, size = distributed.world()
+    if rank == 0:
+        click.echo(f"train {stage}: val_loss {m['val_loss']:.4f}, {m['dropped_too_long']} dropped as too long")
+        if size > 1:
+            click.echo(distributed.DONE.format(size=size))
 
 
 @main.command()

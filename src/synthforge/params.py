@@ -138,9 +138,18 @@ class StageParams:
 
 
 @dataclass(frozen=True)
+class DistributedParams:
+    processes: int = field(default=1, metadata={"help": "Ranks per host; > 1 makes `synthforge train` start "
+                                                        "itself through mlx.launch (README, 'Distributed training')."})
+    backend: str = field(default="ring", metadata={"help": "mlx.launch backend: ring, mpi, nccl, jaccl."})
+    hostfile: str = field(default="", metadata={"help": "mlx.launch hostfile for several machines; '' = this one."})
+
+
+@dataclass(frozen=True)
 class TrainParams:
     common: TrainCommon
     stages: dict[str, StageParams]
+    distributed: DistributedParams = field(default_factory=DistributedParams)
 
 
 @dataclass(frozen=True)
@@ -261,6 +270,14 @@ def _check_cross_sections(p: Params, where: str) -> None:
             " must name the same stages in the same order"
         )
     common = p.train.common
+    dist = p.train.distributed
+    if dist.backend not in ("ring", "mpi", "nccl", "jaccl", "jaccl-ring"):
+        raise ParamsError(f"{where}.train.distributed.backend: {dist.backend!r} is not one of ring, mpi, nccl, jaccl")
+    if dist.processes < 1:
+        raise ParamsError(f"{where}.train.distributed.processes: {dist.processes} must be at least 1")
+    if common.batch_size % dist.processes:
+        raise ParamsError(f"{where}.train.common.batch_size: {common.batch_size} is not divisible by "
+                          f"train.distributed.processes ({dist.processes}); each rank takes an equal share")
     if common.save_every % common.steps_per_report:
         raise ParamsError(
             f"{where}.train.common.save_every: {common.save_every} must be a multiple"

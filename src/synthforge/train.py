@@ -11,7 +11,9 @@ re-train stages 1 and 2. A stage:
 * checkpoints adapters, optimizer state and iteration every ``save_every``
   steps, so an interrupted stage resumes where it stopped;
 * logs params, step metrics, the datasets and the adapters to MLflow through
-  :mod:`synthforge.tracking`, and writes DVC metrics and loss curves.
+  :mod:`synthforge.tracking`, and writes DVC metrics and loss curves;
+* under ``mlx.launch`` trains data-parallel (:mod:`synthforge.distributed`):
+  every rank computes, rank 0 alone writes files and MLflow records.
 
     synthforge train --stage stage2 --base models/base --data data/splits/stage2 \\
         --resume models/adapters/stage1 --out models/adapters/stage2 --report reports/train/stage2
@@ -25,7 +27,7 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from . import io
+from . import distributed, io
 from .params import StageParams, TrainCommon
 from .training import TrainError, encode_rows
 
@@ -93,11 +95,15 @@ def train_stage(*, stage: str, base_dir: Path, data_dir: Path, out_dir: Path, re
     from mlx_lm.tuner.utils import linear_to_lora_layers
 
     from . import model as base_model
-    from .tracking import MLflowCallback, stage_run
+    from . import tracking
     from .training import Checkpointer, Curves, Fanout, build_optimizer, eval_loss, fingerprint, fit
-    from .training import folder_digest, load_checkpoint
+    from .training import folder_digest
 
-    mx.random.seed(seed)
+    rank, size = distributed.world()
+    primary = rank == 0
+    if primary:
+        tracking.preflight()  # an unreachable MLflow server fails here, before any compute
+    mx.random.seed(seed)  # the same LoRA initialisation on every rank
     model, tokenizer = base_model.load(base_dir)
     num_layers = len(model.layers) if common.lora_layers == -1 else common.lora_layers
     if num_layers > len(model.layers):
@@ -117,37 +123,42 @@ def train_stage(*, stage: str, base_dir: Path, data_dir: Path, out_dir: Path, re
     fp = fingerprint(stage_params_dict(stage, common, sp), seed, inputs, folder_digest(base_dir),
                      folder_digest(resume_dir) if resume_dir else None)
     optimizer = build_optimizer(sp.learning_rate, sp.iters, common.warmup_fraction)
-    done = load_checkpoint(checkpoint_dir, fp, model, optimizer)
+    done = resume_point(checkpoint_dir, fp, model, optimizer)
     offset = int(prev.get("last_step", 0))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    report_dir.mkdir(parents=True, exist_ok=True)
+    if primary:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        report_dir.mkdir(parents=True, exist_ok=True)
 
     params = {**stage_params_dict(stage, common, sp), "model": config["model"], "seed": seed,
               "dvc_md5": inputs, "resumed_from_adapters": str(resume_dir or ""),
               "examples.train": len(train_set), "examples.valid": len(val_set),
               "dropped_too_long.train": train.dropped, "dropped_too_long.valid": valid.dropped,
-              "resumed_at_iteration": done}
-    with stage_run(stage, params, resumed_from=prev.get("run_id"), params_path=params_path) as run:
-        run.log_dataset(data_dir / "train.jsonl", train.rows, inputs[f"{data_dir}/train.jsonl"], "training")
-        run.log_dataset(data_dir / "valid.jsonl", valid.rows, inputs[f"{data_dir}/valid.jsonl"], "validation")
+              "resumed_at_iteration": done, **distributed_params(common, sp, size)}
+    with tracking.stage_run(stage, params, resumed_from=prev.get("run_id"), params_path=params_path,
+                            enabled=primary) as run:
+        if primary:
+            run.log_dataset(data_dir / "train.jsonl", train.rows, inputs[f"{data_dir}/train.jsonl"], "training")
+            run.log_dataset(data_dir / "valid.jsonl", valid.rows, inputs[f"{data_dir}/valid.jsonl"], "validation")
         curves = Curves(offset + done)
-        callback = Fanout(curves, MLflowCallback(run, offset + done),
-                          Checkpointer(checkpoint_dir, model, optimizer, common.save_every, done, fp=fp))
+        checkpointer = Checkpointer(checkpoint_dir, model, optimizer, common.save_every, done, fp=fp) if primary else None
+        callback = Fanout(curves, tracking.MLflowCallback(run, offset + done), checkpointer)
         if done < sp.iters:
             fit(model, optimizer, train_set, val_set, iters=sp.iters, batch_size=common.batch_size,
                 max_seq_length=common.max_seq_length, seed=seed, skip=done,
                 steps_per_report=common.steps_per_report, steps_per_eval=common.steps_per_eval,
                 val_batches=common.val_batches, grad_checkpoint=common.grad_checkpoint,
                 adapter_file=out_dir / "adapters.safetensors", callback=callback)
-        io.write_json(out_dir / "adapter_config.json", config)
         metrics = {
-            "val_loss": eval_loss(model, val_set, common.batch_size, common.max_seq_length),
+            "val_loss": eval_loss(model, val_set, common.batch_size, common.max_seq_length),  # every rank: a collective
             "train_loss": curves.last.get("train_loss", float("nan")),
             "tokens_per_second": curves.last.get("tokens_per_second", float("nan")),
             "iters": sp.iters, "resumed_at_iteration": done,
             "examples_train": len(train_set), "examples_valid": len(val_set),
             "dropped_too_long": train.dropped + valid.dropped, "rows_train": len(train.rows), "rows_valid": len(valid.rows),
         }
+        if not primary:
+            return metrics
+        io.write_json(out_dir / "adapter_config.json", config)
         run.log_metrics({"final_val_loss": metrics["val_loss"]}, step=offset + sp.iters)
         run.log_artifacts(out_dir, "adapters")
         run.log_text(samples(model, tokenizer, data_dir / "valid.jsonl", common.samples), "samples.md")
@@ -156,6 +167,25 @@ def train_stage(*, stage: str, base_dir: Path, data_dir: Path, out_dir: Path, re
         io.write_json(report_dir / "run.json", {"run_id": run.run_id, "last_step": offset + sp.iters})
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return metrics
+
+
+def distributed_params(common: TrainCommon, sp: StageParams, size: int) -> dict:
+    """What data parallelism does to the optimisation: the global batch is split, not multiplied."""
+    return {"distributed.world_size": size, "distributed.per_rank_batch_size": common.batch_size // size,
+            "effective_batch_size": common.batch_size, "effective_learning_rate": sp.learning_rate}
+
+
+def resume_point(checkpoint_dir: Path, fp: str, model, optimizer) -> int:
+    """Iterations already done by a matching checkpoint, used only if every rank sees the same one."""
+    from .training import checkpoint_iteration, load_checkpoint
+
+    found = checkpoint_iteration(checkpoint_dir, fp)
+    if not distributed.same_everywhere(found):
+        print(f"{checkpoint_dir}: not every rank sees this checkpoint; training from iteration 0", flush=True)
+        return 0
+    if found or distributed.world()[0] == 0:  # rank 0 also clears a stale checkpoint
+        return load_checkpoint(checkpoint_dir, fp, model, optimizer)
+    return 0
 
 
 def samples(model, tokenizer, path: Path, n: int) -> str:

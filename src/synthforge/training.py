@@ -141,18 +141,25 @@ class Checkpointer:
         tmp.rename(self.folder)
 
 
-def load_checkpoint(folder: Path, fp: str, model, optimizer) -> int:
-    """Restore a matching checkpoint; return the iterations already done (0 if none)."""
-    import mlx.core as mx
-    from mlx.utils import tree_unflatten
-
+def checkpoint_iteration(folder: Path, fp: str) -> int:
+    """Iterations recorded by the checkpoint in ``folder`` if it belongs to this run (``fp``), else 0."""
     state_file = folder / "state.json"
     if not state_file.exists():
         return 0
     state = json.loads(state_file.read_text(encoding="utf-8"))
-    if state.get("fingerprint") != fp:
-        shutil.rmtree(folder, ignore_errors=True)
+    return int(state["iteration"]) if state.get("fingerprint") == fp else 0
+
+
+def load_checkpoint(folder: Path, fp: str, model, optimizer) -> int:
+    """Restore a matching checkpoint; return the iterations already done (0 if none; a stale one is removed)."""
+    import mlx.core as mx
+    from mlx.utils import tree_unflatten
+
+    if not checkpoint_iteration(folder, fp):
+        if (folder / "state.json").exists():
+            shutil.rmtree(folder, ignore_errors=True)
         return 0
+    state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
     model.load_weights(str(folder / "adapters.safetensors"), strict=False)
     optimizer.state = tree_unflatten(list(mx.load(str(folder / "optimizer.safetensors")).items()))
     return int(state["iteration"])
