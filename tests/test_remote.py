@@ -190,11 +190,10 @@ def test_unknown_remote_lists_the_configured_ones(project, monkeypatch):
 
 
 def test_a_missing_dvc_plugin_names_the_extra_to_install(project, monkeypatch):
-    try:
-        import dvc_gs  # noqa: F401
+    import importlib.util
+
+    if importlib.util.find_spec("dvc_gs"):
         pytest.skip("dvc-gs is installed here")
-    except ImportError:
-        pass
     run(project, "dvc", "remote", "add", "gcs", "gs://bucket/synthforge")
     result = cli(project, monkeypatch, "remote", "check", "-r", "gcs")
     assert result.exit_code == 1 and "the gs backend is not installed" in result.output
