@@ -60,6 +60,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def write_stage_params(folder: Path, iters: int, **train: object) -> Path:
+    """This repo's params.yaml in ``folder``, with one curriculum stage ``stage1`` (all rows) of ``iters``
+    iterations and a small training set-up; ``train`` overrides keys of train.common, and
+    ``distributed=`` sets train.distributed."""
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    common = {"batch_size": 4, "max_seq_length": 1024, "lora_rank": 4, "steps_per_report": 2, "steps_per_eval": 4,
+              "save_every": 2, "val_batches": 2, "samples": 1}
+    if "distributed" in train:
+        raw["train"]["distributed"] = train.pop("distributed")
+    raw["train"]["common"].update({**common, **train})
+    raw["train"]["stages"] = {"stage1": {"iters": iters, "learning_rate": 1.0e-3}}
+    raw["merge"]["curriculum"] = {"stage1": ["all"]}
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
 def write_rows(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
@@ -76,6 +95,19 @@ def generated_rows(tmp_path_factory) -> list[dict]:
     generate(SPECS, CATALOG, out, GenerateParams(backend="template", categories={"powertools": 40, "tool_usage": 40},
                                                  tools_per_example=2), seed=7, progress=False)
     return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+@pytest.fixture(scope="session")
+def merged_splits(tmp_path_factory, generated_rows) -> Path:
+    """``generated_rows`` merged into train/valid/test, with one curriculum stage ``stage1`` of all rows."""
+    from synthforge.merge import merge
+    from synthforge.params import MergeParams
+
+    root = tmp_path_factory.mktemp("splits")
+    src = write_rows(root / "rows.jsonl", generated_rows)
+    merge([src], root / "splits", root / "merge.json",
+          MergeParams(valid_fraction=0.1, test_fraction=0.1, curriculum={"stage1": ["all"]}), 0)
+    return root / "splits"
 
 
 @pytest.fixture(scope="session")

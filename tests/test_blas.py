@@ -14,12 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import ROOT
+from conftest import write_stage_params
 from synthforge import blas
-from synthforge.merge import merge
-from synthforge.params import MergeParams
 
 FAST = blas.fast_library() if sys.platform == "linux" else None
 
@@ -62,24 +59,9 @@ def test_notice_without_a_fast_library_says_reference_and_where_to_read(monkeypa
     assert blas.notice() == "BLAS: reference (slow) - install libopenblas0-pthread, see README"
 
 
-@pytest.fixture(scope="module")
-def stage_data(tmp_path_factory, generated_rows) -> Path:
-    root = tmp_path_factory.mktemp("blas")
-    rows = root / "rows.jsonl"
-    rows.write_text("".join(json.dumps(r) + "\n" for r in generated_rows))
-    merge([rows], root / "splits", root / "merge.json",
-          MergeParams(valid_fraction=0.1, test_fraction=0.1, curriculum={"stage1": ["all"]}), 0)
-    return root / "splits" / "stage1"
-
-
 def train(folder: Path, model: Path, data: Path, setting: str | None) -> tuple[list[float], float, str]:
     folder.mkdir()
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["train"]["common"].update(batch_size=4, max_seq_length=1024, lora_rank=4, steps_per_report=2,
-                                  steps_per_eval=100, save_every=2, val_batches=2, samples=0)
-    raw["train"]["stages"] = {"stage1": {"iters": 6, "learning_rate": 1.0e-3}}
-    raw["merge"]["curriculum"] = {"stage1": ["all"]}
-    (folder / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    write_stage_params(folder, 6, steps_per_eval=100, samples=0)
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", blas.DONE, blas.SETTING)}
     if setting:
         env[blas.SETTING] = setting
@@ -92,10 +74,11 @@ def train(folder: Path, model: Path, data: Path, setting: str | None) -> tuple[l
     return losses, val, next(line for line in proc.stderr.splitlines() if line.startswith("BLAS: "))
 
 
-@pytest.mark.skipif(FAST is None, reason="no fast BLAS on this machine (setup.sh installs libopenblas0-pthread)")
-def test_losses_agree_with_and_without_the_fast_blas(tmp_path, tiny_model_dir, stage_data):
-    ref_losses, ref_val, ref_line = train(tmp_path / "reference", tiny_model_dir, stage_data, "off")
-    fast_losses, fast_val, fast_line = train(tmp_path / "fast", tiny_model_dir, stage_data, None)
+@pytest.mark.skipif(FAST is None, reason="no fast BLAS here, or SYNTHFORGE_BLAS=off "
+                                         "(setup.sh installs libopenblas0-pthread)")
+def test_losses_agree_with_and_without_the_fast_blas(tmp_path, tiny_model_dir, merged_splits):
+    ref_losses, ref_val, ref_line = train(tmp_path / "reference", tiny_model_dir, merged_splits / "stage1", "off")
+    fast_losses, fast_val, fast_line = train(tmp_path / "fast", tiny_model_dir, merged_splits / "stage1", None)
     assert ref_line == "BLAS: reference (slow; SYNTHFORGE_BLAS=off)"
     assert fast_line == f"BLAS: {FAST} (preloaded)"
     assert len(ref_losses) == len(fast_losses) == 3

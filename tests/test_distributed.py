@@ -19,9 +19,8 @@ import mlflow
 import pytest
 import yaml
 
-from conftest import ROOT
-from synthforge.merge import merge
-from synthforge.params import MergeParams, ParamsError, load_params
+from conftest import ROOT, write_stage_params
+from synthforge.params import ParamsError, load_params
 
 AUDIT = '''
 import os, sys
@@ -51,13 +50,7 @@ LOSS_TOLERANCE = 0.05
 
 
 def write_params(folder: Path, processes: int) -> None:
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["train"]["common"].update(batch_size=4, max_seq_length=1024, lora_rank=4, steps_per_report=2,
-                                  steps_per_eval=4, save_every=2, val_batches=2, samples=1)
-    raw["train"]["stages"] = {"stage1": {"iters": 8, "learning_rate": 1.0e-3}}
-    raw["merge"]["curriculum"] = {"stage1": ["all"]}
-    raw["train"]["distributed"] = {"processes": processes, "backend": "ring"}
-    (folder / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    write_stage_params(folder, 8, distributed={"processes": processes, "backend": "ring"})
 
 
 def train(folder: Path, model: Path, data: Path, **env: str) -> subprocess.CompletedProcess:
@@ -70,16 +63,12 @@ def train(folder: Path, model: Path, data: Path, **env: str) -> subprocess.Compl
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, generated_rows, tiny_model_dir):
+def setup(tmp_path_factory, merged_splits, tiny_model_dir):
     root = tmp_path_factory.mktemp("distributed")
-    rows = root / "rows.jsonl"
-    rows.write_text("".join(json.dumps(r) + "\n" for r in generated_rows))
-    merge([rows], root / "splits", root / "merge.json",
-          MergeParams(valid_fraction=0.1, test_fraction=0.1, curriculum={"stage1": ["all"]}), 0)
     (root / "site").mkdir()
     (root / "site" / "sitecustomize.py").write_text(AUDIT)
     (root / "audit").mkdir()
-    return root, tiny_model_dir, root / "splits" / "stage1"
+    return root, tiny_model_dir, merged_splits / "stage1"
 
 
 @pytest.fixture(scope="module")

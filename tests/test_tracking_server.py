@@ -14,23 +14,10 @@ from pathlib import Path
 
 import mlflow
 import pytest
-import yaml
 from click.testing import CliRunner
 
-from conftest import ROOT, free_port, serving
+from conftest import free_port, serving, write_stage_params
 from synthforge.cli import main
-from synthforge.merge import merge
-from synthforge.params import MergeParams
-
-
-@pytest.fixture(scope="module")
-def splits(tmp_path_factory, generated_rows) -> Path:
-    root = tmp_path_factory.mktemp("server-splits")
-    rows = root / "rows.jsonl"
-    rows.write_text("".join(json.dumps(r) + "\n" for r in generated_rows))
-    merge([rows], root / "splits", root / "merge.json",
-          MergeParams(valid_fraction=0.1, test_fraction=0.1, curriculum={"stage1": ["all"]}), 0)
-    return root / "splits" / "stage1"
 
 
 @pytest.fixture
@@ -49,30 +36,25 @@ def mlflow_server(tmp_path):
 def project(tmp_path, monkeypatch) -> Path:
     folder = tmp_path / "project"
     folder.mkdir()
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["train"]["common"].update(batch_size=2, max_seq_length=1024, lora_rank=4, steps_per_report=2,
-                                  steps_per_eval=4, save_every=2, val_batches=2, samples=1)
-    raw["train"]["stages"] = {"stage1": {"iters": 4, "learning_rate": 1.0e-3}}
-    raw["merge"]["curriculum"] = {"stage1": ["all"]}
-    (folder / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    write_stage_params(folder, 4, batch_size=2)
     (folder / "dvc.yaml").write_text("stages: {}\n")  # marks the project root (the local store lives there)
     monkeypatch.chdir(folder)
     return folder
 
 
-def train(model: Path, data: Path):
-    args = ["train", "--stage", "stage1", "--base", str(model), "--data", str(data), "--out", "out",
+def train(model: Path, merged_splits: Path):
+    args = ["train", "--stage", "stage1", "--base", str(model), "--data", str(merged_splits / "stage1"), "--out", "out",
             "--report", "report", "--checkpoints", "checkpoints"]
     return CliRunner().invoke(main, args)
 
 
 def test_train_logs_to_the_server_and_a_second_client_loads_the_adapters(
-        project, mlflow_server, tiny_model_dir, splits, monkeypatch, tmp_path):
+        project, mlflow_server, tiny_model_dir, merged_splits, monkeypatch, tmp_path):
     from mlx_lm import generate, load
 
     url, artifacts = mlflow_server
     monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
-    result = train(tiny_model_dir, splits)
+    result = train(tiny_model_dir, merged_splits)
     assert result.exit_code == 0, result.output
     run_id = json.loads((project / "report" / "run.json").read_text())["run_id"]
 
@@ -92,21 +74,21 @@ def test_train_logs_to_the_server_and_a_second_client_loads_the_adapters(
     assert isinstance(text, str) and text
 
 
-def test_unreachable_server_stops_training_before_any_compute(project, tiny_model_dir, splits, monkeypatch):
+def test_unreachable_server_stops_training_before_any_compute(project, tiny_model_dir, merged_splits, monkeypatch):
     url = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
-    result = train(tiny_model_dir, splits)
+    result = train(tiny_model_dir, merged_splits)
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert f"MLflow tracking server {url} does not answer (ConnectionError)" in result.output
     assert "SYNTHFORGE_TRACKING_FALLBACK=local" in result.output
     assert not (project / "out").exists() and not (project / "report").exists()
 
 
-def test_fallback_logs_locally_and_says_so(project, tiny_model_dir, splits, monkeypatch):
+def test_fallback_logs_locally_and_says_so(project, tiny_model_dir, merged_splits, monkeypatch):
     url = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
     monkeypatch.setenv("SYNTHFORGE_TRACKING_FALLBACK", "local")
-    result = train(tiny_model_dir, splits)
+    result = train(tiny_model_dir, merged_splits)
     assert result.exit_code == 0, result.output
     assert f"MLflow server {url} does not answer" in result.output and "mlflow.db instead" in result.output
     run_id = json.loads((project / "report" / "run.json").read_text())["run_id"]

@@ -8,27 +8,15 @@ import numpy as np
 import pytest
 
 from synthforge import model, training
-from synthforge.merge import merge
-from synthforge.params import MergeParams, StageParams, TrainCommon
+from synthforge.params import StageParams, TrainCommon
 from synthforge.train import TrainError, train_stage
-
-from conftest import write_rows
 
 COMMON = TrainCommon(batch_size=2, max_seq_length=700, lora_rank=4, lora_scale=10.0, steps_per_report=2,
                      steps_per_eval=4, save_every=2, val_batches=2, samples=1)
 
 
-@pytest.fixture(scope="module")
-def splits(tmp_path_factory, generated_rows):
-    root = tmp_path_factory.mktemp("splits")
-    src = write_rows(root / "rows.jsonl", generated_rows)
-    merge([src], root / "splits", root / "merge.json",
-          MergeParams(valid_fraction=0.1, test_fraction=0.1, curriculum={"stage1": ["all"]}), 0)
-    return root / "splits"
-
-
-def run(tmp_path, tiny_model_dir, splits, name="stage1", common=COMMON, iters=4, resume=None, prev=None):
-    return train_stage(stage=name, base_dir=tiny_model_dir, data_dir=splits / "stage1", out_dir=tmp_path / name,
+def run(tmp_path, tiny_model_dir, merged_splits, name="stage1", common=COMMON, iters=4, resume=None, prev=None):
+    return train_stage(stage=name, base_dir=tiny_model_dir, data_dir=merged_splits / "stage1", out_dir=tmp_path / name,
                        report_dir=tmp_path / "reports" / name, checkpoint_dir=tmp_path / "ckpt" / name,
                        common=common, sp=StageParams(iters=iters, learning_rate=1.0e-3), seed=0,
                        resume_dir=resume, prev_run_file=prev, params_path=_params(tmp_path))
@@ -41,8 +29,8 @@ def _params(tmp_path):
     return path
 
 
-def test_stage_writes_loadable_adapters_and_tracks_mlflow(tmp_path, tiny_model_dir, splits):
-    metrics = run(tmp_path, tiny_model_dir, splits)
+def test_stage_writes_loadable_adapters_and_tracks_mlflow(tmp_path, tiny_model_dir, merged_splits):
+    metrics = run(tmp_path, tiny_model_dir, merged_splits)
     out = tmp_path / "stage1"
     config = json.loads((out / "adapter_config.json").read_text())
     assert config["lora_parameters"]["rank"] == 4 and config["num_layers"] == 2
@@ -67,17 +55,17 @@ def test_stage_writes_loadable_adapters_and_tracks_mlflow(tmp_path, tiny_model_d
     assert not (tmp_path / "ckpt" / "stage1").exists()
 
 
-def test_resumed_stage_refuses_mismatched_rank(tmp_path, tiny_model_dir, splits):
-    run(tmp_path, tiny_model_dir, splits, iters=2)
+def test_resumed_stage_refuses_mismatched_rank(tmp_path, tiny_model_dir, merged_splits):
+    run(tmp_path, tiny_model_dir, merged_splits, iters=2)
     with pytest.raises(TrainError, match="lora rank is 4 but this stage is configured with 8"):
-        run(tmp_path, tiny_model_dir, splits, name="stage2", common=replace(COMMON, lora_rank=8),
+        run(tmp_path, tiny_model_dir, merged_splits, name="stage2", common=replace(COMMON, lora_rank=8),
             resume=tmp_path / "stage1")
 
 
-def test_stage_chain_tags_resumed_run(tmp_path, tiny_model_dir, splits):
-    run(tmp_path, tiny_model_dir, splits, iters=2)
+def test_stage_chain_tags_resumed_run(tmp_path, tiny_model_dir, merged_splits):
+    run(tmp_path, tiny_model_dir, merged_splits, iters=2)
     prev = tmp_path / "reports" / "stage1" / "run.json"
-    run(tmp_path, tiny_model_dir, splits, name="stage2", iters=2, resume=tmp_path / "stage1", prev=prev)
+    run(tmp_path, tiny_model_dir, merged_splits, name="stage2", iters=2, resume=tmp_path / "stage1", prev=prev)
     first = json.loads(prev.read_text())
     second = json.loads((tmp_path / "reports" / "stage2" / "run.json").read_text())
     r = mlflow.MlflowClient().get_run(second["run_id"])
@@ -85,11 +73,11 @@ def test_stage_chain_tags_resumed_run(tmp_path, tiny_model_dir, splits):
     assert second["last_step"] == 4  # steps continue across stages
 
 
-def test_interrupted_stage_resumes_where_it_stopped(tmp_path, tiny_model_dir, splits, monkeypatch):
+def test_interrupted_stage_resumes_where_it_stopped(tmp_path, tiny_model_dir, merged_splits, monkeypatch):
     import mlx.core as mx
 
     whole = tmp_path / "whole"
-    run(whole, tiny_model_dir, splits, iters=6)
+    run(whole, tiny_model_dir, merged_splits, iters=6)
 
     original = training.Checkpointer.save
 
@@ -101,10 +89,10 @@ def test_interrupted_stage_resumes_where_it_stopped(tmp_path, tiny_model_dir, sp
     part = tmp_path / "part"
     monkeypatch.setattr(training.Checkpointer, "save", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
-        run(part, tiny_model_dir, splits, iters=6)
+        run(part, tiny_model_dir, merged_splits, iters=6)
     assert json.loads((part / "ckpt" / "stage1" / "state.json").read_text())["iteration"] == 4
     monkeypatch.setattr(training.Checkpointer, "save", original)
-    metrics = run(part, tiny_model_dir, splits, iters=6)
+    metrics = run(part, tiny_model_dir, merged_splits, iters=6)
     assert metrics["resumed_at_iteration"] == 4
     a = mx.load(str(whole / "stage1" / "adapters.safetensors"))
     b = mx.load(str(part / "stage1" / "adapters.safetensors"))

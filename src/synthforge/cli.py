@@ -396,11 +396,7 @@ def remote_check(name, purpose):
     """Check that the remote is reachable, has credentials and a bucket (nothing is written)."""
     from . import remote as storage
 
-    def run():
-        repo = storage.open_repo(Path.cwd())
-        return storage.check(repo, storage.resolve(repo, name), purpose)
-
-    click.echo(f"ok: {_remote_call(run)}")
+    click.echo(f"ok: {_remote_call(storage.prepare, Path.cwd(), name, purpose).line}")
 
 
 @main.command()
@@ -409,10 +405,9 @@ def push(name):
     """Check the remote, then `dvc push` the pipeline's outputs (never those marked push: false)."""
     from .remote import push as push_outputs
 
-    line, outs = _remote_call(push_outputs, Path.cwd(), name)
-    click.echo(f"pushed to {line}")
-    if outs.local_only:
-        click.echo(f"kept on this machine (push: false): {', '.join(outs.local_only)}")
+    c = _remote_call(push_outputs, Path.cwd(), name)
+    click.echo(f"pushed to {c.line}")
+    _say_local_only(c.outs.local_only, "kept on this machine (push: false)")
 
 
 @main.command()
@@ -421,11 +416,15 @@ def pull(name):
     """Check the remote, then pull every output a push can have stored, and check each arrived."""
     from .remote import pull as pull_outputs
 
-    line, outs = _remote_call(pull_outputs, Path.cwd(), name)
-    click.echo(f"pulled {len(outs.pushable)} outputs from {line}")
-    if outs.local_only:
-        click.echo(f"not on any remote (push: false): {', '.join(outs.local_only)}; "
-                   "`dvc repro --allow-missing` skips the stages that made them")
+    c = _remote_call(pull_outputs, Path.cwd(), name)
+    click.echo(f"pulled {len(c.outs.pushable)} outputs from {c.line}")
+    _say_local_only(c.outs.local_only, "not on any remote (push: false)",
+                    "; `dvc repro --allow-missing` skips the stages that made them")
+
+
+def _say_local_only(paths: list[str], what: str, tail: str = "") -> None:
+    if paths:
+        click.echo(f"{what}: {', '.join(paths)}{tail}")
 
 
 MLX_COMMANDS = {"build-model", "train", "evaluate"}

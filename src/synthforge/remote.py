@@ -214,31 +214,42 @@ def _dvc(root: Path, *args: str) -> None:
         raise RemoteError(f"dvc {args[0]} exited {proc.returncode} (its message is above)")
 
 
-def push(start: Path, name: str | None = None) -> tuple[str, Outputs]:
-    """Check the remote, then ``dvc push`` to it. Returns the check line and the outputs."""
+@dataclass(frozen=True)
+class Checked:
+    """A project and one of its remotes, checked for a push or a pull."""
+
+    repo: object
+    root: Path
+    remote: Remote
+    line: str
+    outs: Outputs
+
+
+def prepare(start: Path, name: str | None, purpose: str) -> Checked:
+    """Open the project containing ``start``, resolve the remote, check it for ``purpose``."""
     repo = open_repo(start)
-    root = Path(repo.root_dir)
     remote = resolve(repo, name)
-    line = check(repo, remote, "push")
-    outs = outputs(repo)
-    _dvc(root, "push", "-r", remote.name)
-    return line, outs
+    line = check(repo, remote, purpose)
+    return Checked(repo, Path(repo.root_dir), remote, line, outputs(repo))
 
 
-def pull(start: Path, name: str | None = None) -> tuple[str, Outputs]:
+def push(start: Path, name: str | None = None) -> Checked:
+    """Check the remote, then ``dvc push`` to it."""
+    c = prepare(start, name, "push")
+    _dvc(c.root, "push", "-r", c.remote.name)
+    return c
+
+
+def pull(start: Path, name: str | None = None) -> Checked:
     """Check the remote, then pull every pushable output; fail if one of them is still missing."""
-    repo = open_repo(start)
-    root = Path(repo.root_dir)
-    remote = resolve(repo, name)
-    line = check(repo, remote, "pull")
-    outs = outputs(repo)
-    unrecorded = [o.def_path for o in repo.index.outs if o.use_cache and o.can_push and not o.hash_info]
+    c = prepare(start, name, "pull")
+    unrecorded = [o.def_path for o in c.repo.index.outs if o.use_cache and o.can_push and not o.hash_info]
     if unrecorded:
         raise RemoteError(f"dvc.lock records no version of {', '.join(unrecorded)}: on the machine that built "
                           f"the data, commit dvc.lock after `dvc repro` and push, then pull here")
-    if outs.pushable:
-        _dvc(root, "pull", "-r", remote.name, *outs.pushable)
-    missing = [path for path in outs.pushable if not (root / path).exists()]
+    if c.outs.pushable:
+        _dvc(c.root, "pull", "-r", c.remote.name, *c.outs.pushable)
+    missing = [path for path in c.outs.pushable if not (c.root / path).exists()]
     if missing:
-        raise RemoteError(f"{remote}: still missing after the pull: {', '.join(missing)}")
-    return line, outs
+        raise RemoteError(f"{c.remote}: still missing after the pull: {', '.join(missing)}")
+    return c
