@@ -16,7 +16,7 @@ import mlflow
 import pytest
 from click.testing import CliRunner
 
-from conftest import free_port, serving, write_stage_params
+from conftest import CATALOG, ROOT, SPECS, free_port, serving, write_stage_params
 from synthforge.cli import main
 
 
@@ -95,3 +95,13 @@ def test_fallback_logs_locally_and_says_so(project, tiny_model_dir, merged_split
     local = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     assert local.get_run(run_id).data.params["stage"] == "stage1"
     assert {a.path for a in local.list_artifacts(run_id, "adapters")} >= {"adapters/adapters.safetensors"}
+
+
+def test_a_data_stage_checks_the_server_before_its_work(tmp_path, monkeypatch):
+    url = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    out = tmp_path / "generated.jsonl"
+    result = CliRunner().invoke(main, ["generate", "--specs", str(SPECS), "--tools", str(CATALOG), "--out", str(out),
+                                       "--params", str(ROOT / "params.yaml")])
+    assert result.exit_code == 1 and f"MLflow tracking server {url} does not answer" in result.output
+    assert not out.exists()

@@ -64,6 +64,14 @@ def main():
     """synthforge: synthetic tool-calling data and MLX fine-tuning, as a DVC pipeline."""
 
 
+def _check_tracking(track: bool) -> None:
+    """A stage that will log to MLflow checks the tracking server first, before its work."""
+    if track:
+        from .tracking import preflight
+
+        preflight()
+
+
 @main.command()
 @click.option("--specs", type=EXISTING, required=True, help="Folder of category specs.")
 @click.option("--tools", type=EXISTING, required=True, help="Tool catalog (JSON).")
@@ -83,6 +91,7 @@ def generate(specs, tools, out, rejected, report, capabilities, cache, track, pa
     from .io import atomic_open
 
     p = load_params(params_path)
+    _check_tracking(track)
     result = run(specs, tools, out, p.generate, p.base.seed, rejected_path=rejected, report_path=report,
                  cache_path=cache)
     table = diversity.capability_table(result)
@@ -211,6 +220,7 @@ def enhance(input_path, tools, suites, out, rejected, kto_path, report, plots_di
     from .gate import GateError
 
     p = load_params(params_path)
+    _check_tracking(track)
     try:
         r = run(input_path, tools, list(suites), out, rejected, report, p.enhance, p.validate, kto_path=kto_path,
                 plots_dir=plots_dir, cache_path=cache, seed=p.base.seed)
@@ -270,6 +280,7 @@ def card(data_dir, tokenizer_dir, reports_dir, lock_path, out, figures_dir, trac
     """Write the dataset card: categories, lineage, gates, token lengths, tools, scores."""
     from .card import build_card
 
+    _check_tracking(track)
     facts = build_card(data_dir, tokenizer_dir, reports_dir, lock_path, out, figures_dir)
     click.echo(f"card: {sum(facts['rows'].values())} rows, DVC hash {facts['dvc_hash'] or '(not in dvc.lock yet)'} -> {out}")
     if track:
