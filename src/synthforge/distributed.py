@@ -46,7 +46,7 @@ def world() -> tuple[int, int]:
 
 def same_everywhere(value: int) -> bool:
     """Whether every rank holds the same ``value`` (a collective: every rank must call it)."""
-    rank, size = world()
+    _, size = world()
     if size == 1:
         return True
     import mlx.core as mx
@@ -60,7 +60,9 @@ def launcher() -> str:
     here = Path(sys.executable).parent / "mlx.launch"
     found = str(here) if here.exists() else shutil.which("mlx.launch")
     if not found:
-        raise RuntimeError("mlx.launch not found: it ships with mlx (pip install -e .)")
+        from .training import TrainError
+
+        raise TrainError("mlx.launch not found: it ships with mlx (pip install -e .)")
     return found
 
 

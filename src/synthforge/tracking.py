@@ -10,8 +10,9 @@ The default store is ``sqlite:///<project>/mlflow.db`` with artifacts in
 ``<project>/mlartifacts``; ``MLFLOW_TRACKING_URI`` switches to a team server
 (``mlflow server``). A server that does not answer ``/health`` stops the stage
 before any compute (:func:`preflight`), unless ``SYNTHFORGE_TRACKING_FALLBACK=local``
-says to log to the local store instead, which is then announced. Telemetry is off. Step metrics are logged in one batch per report interval
-(a single ``log_metric`` costs ~8 ms against sqlite).
+says to log to the local store instead, which is then announced. Telemetry is
+off. Step metrics are logged in one batch per report interval (a single
+``log_metric`` costs ~8 ms against sqlite).
 """
 
 from __future__ import annotations
