@@ -97,6 +97,8 @@ def test_repro_builds_every_output(project):
     report = json.loads((root / "reports" / "evaluate.json").read_text())
     assert set(report) >= {"base", "stage1", "stage2", "stage3"}
     assert 0 <= report["stage3"]["tool_name_accuracy"] <= 1 and report["stage3"]["prompts"] == 2
+    assert 0 <= report["stage3"]["tool_name_accuracy_balanced"] <= 1
+    assert report["majority_baseline"]["tool"] and 0 < report["majority_baseline"]["tool_name_accuracy"] <= 1
     gate = json.loads((root / "reports" / "validate.json").read_text())
     seed_rows = len((ROOT / "data" / "seed" / "legacy_tools.jsonl").read_text().splitlines())
     assert gate["rows_in"] == gate["kept"] + gate["rejected"] == 66 + seed_rows and gate["passed"]

@@ -366,7 +366,10 @@ def evaluate(base_dir, data_dir, adapters, prev_run, report, params_path):
         m = r[name]
         click.echo(f"evaluate {name}: valid_loss {m['valid_loss']:.4f} test_loss {m['test_loss']:.4f}"
                    f" parse {m['call_parse_rate']:.2f} tool_name {m['tool_name_accuracy']:.2f}"
+                   f" (balanced {m['tool_name_accuracy_balanced']:.2f})"
                    f" args_valid {m['args_valid_rate']:.2f}")
+    base = r["majority_baseline"]
+    click.echo(f"evaluate: always '{base['tool']}' would score tool_name {base['tool_name_accuracy']:.2f}")
 
 
 @main.command()

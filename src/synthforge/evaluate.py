@@ -5,7 +5,11 @@ masked loss (assistant turns only) on the valid and test splits, the test
 perplexity, and generation-based tool-call metrics on held-out test prompts:
 the conversation up to the first assistant turn that calls a tool is given
 to the model, and the first call it generates is checked (parses, right tool
-name, arguments valid against the tool's schema, arguments exact).
+name, arguments valid against the tool's schema, arguments exact). Tool-name
+accuracy is also given balanced over the expected tools, next to the accuracy
+of always naming the most common one (``majority_baseline``): held-out prompts
+are dominated by a few tools, so plain accuracy alone can reward a model that
+learned only the majority.
 
     synthforge evaluate --base models/base --data data/splits \\
         --adapters stage1=models/adapters/stage1 --adapters stage2=... --report reports/evaluate.json
@@ -35,6 +39,28 @@ def held_out_prompts(path: Path, limit: int) -> list[tuple[list[dict], dict, lis
     return out
 
 
+def expected_tool(expected: dict) -> str:
+    """Name of the first tool the expected assistant turn calls."""
+    return expected["tool_calls"][0]["function"]["name"]
+
+
+def balanced_accuracy(tools: list[str], correct: list[bool]) -> float:
+    """Mean over expected tools of each tool's accuracy: always naming the most common tool scores
+    1/(number of tools), however common it is."""
+    per_tool: dict[str, list[bool]] = {}
+    for tool, ok in zip(tools, correct):
+        per_tool.setdefault(tool, []).append(ok)
+    return sum(sum(v) / len(v) for v in per_tool.values()) / len(per_tool) if per_tool else 0.0
+
+
+def majority_baseline(tools: list[str]) -> dict:
+    """The tool-name accuracy of always answering the most common expected tool."""
+    if not tools:
+        return {"tool": "", "tool_name_accuracy": 0.0}
+    top = max(sorted(set(tools)), key=tools.count)
+    return {"tool": top, "tool_name_accuracy": tools.count(top) / len(tools)}
+
+
 def evaluate_model(name: str, base_dir: Path, adapter_dir: Path | None, data_dir: Path,
                    p: EvaluateParams, max_seq_length: int, progress: Progress | None = None) -> dict:
     """All metrics of one model (base, or base + adapters)."""
@@ -62,6 +88,8 @@ def evaluate_model(name: str, base_dir: Path, adapter_dir: Path | None, data_dir
         "prompts": len(scores),
         "call_parse_rate": sum(s.parsed for s in scores) / n,
         "tool_name_accuracy": sum(s.name_ok for s in scores) / n,
+        "tool_name_accuracy_balanced": balanced_accuracy([expected_tool(e) for _, e, _ in prompts],
+                                                         [s.name_ok for s in scores]),
         "args_valid_rate": sum(s.args_valid for s in scores) / n,
         "args_exact_rate": sum(s.args_exact for s in scores) / n,
     })
@@ -88,6 +116,8 @@ def evaluate(*, base_dir: Path, data_dir: Path, adapters: dict[str, Path], repor
                 report[name] = evaluate_model(name, base_dir, folder, data_dir, p, max_seq_length, progress)
         final = list(adapters)[-1] if adapters else "base"
         report["final"] = final
+        report["majority_baseline"] = majority_baseline(
+            [expected_tool(e) for _, e, _ in held_out_prompts(data_dir / "test.jsonl", p.max_prompts)])
         report["improvement"] = {
             "val_loss": report["base"]["valid_loss"] - report[final]["valid_loss"],
             "tool_name_accuracy": report[final]["tool_name_accuracy"] - report["base"]["tool_name_accuracy"],
