@@ -79,6 +79,19 @@ def write_stage_params(folder: Path, iters: int, **train: object) -> Path:
     return path
 
 
+def run_train(folder: Path, model: Path, data: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``python -m synthforge train`` of stage ``stage1`` in ``folder`` (with its params.yaml): adapters in
+    ``folder/out``, reports in ``folder/report``."""
+    return subprocess.run([sys.executable, "-m", "synthforge", "train", "--stage", "stage1", "--base", str(model),
+                           "--data", str(data), "--out", "out", "--report", "report", "--checkpoints", "checkpoints"],
+                          cwd=folder, env=env, capture_output=True, text=True, timeout=600)
+
+
+def loss_curve(report_dir: Path) -> list[float]:
+    """The train-loss values a training stage wrote to ``report_dir/train_loss.csv``."""
+    return [float(line.split(",")[1]) for line in (report_dir / "train_loss.csv").read_text().splitlines()[1:]]
+
+
 def write_rows(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import write_stage_params
+from conftest import loss_curve, run_train, write_stage_params
 from synthforge import blas
 
 FAST = blas.fast_library() if sys.platform == "linux" else None
@@ -65,11 +64,9 @@ def train(folder: Path, model: Path, data: Path, setting: str | None) -> tuple[l
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", blas.DONE, blas.SETTING)}
     if setting:
         env[blas.SETTING] = setting
-    proc = subprocess.run([sys.executable, "-m", "synthforge", "train", "--stage", "stage1", "--base", str(model),
-                           "--data", str(data), "--out", "out", "--report", "report", "--checkpoints", "ckpt"],
-                          cwd=folder, env=env, capture_output=True, text=True, timeout=600)
+    proc = run_train(folder, model, data, env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    losses = [float(line.split(",")[1]) for line in (folder / "report/train_loss.csv").read_text().splitlines()[1:]]
+    losses = loss_curve(folder / "report")
     val = json.loads((folder / "report/metrics.json").read_text())["val_loss"]
     return losses, val, next(line for line in proc.stderr.splitlines() if line.startswith("BLAS: "))
 

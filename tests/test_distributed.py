@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
 import pytest
 import yaml
 
-from conftest import ROOT, write_stage_params
+from conftest import ROOT, loss_curve, run_train, write_stage_params
 from synthforge.params import ParamsError, load_params
 
 AUDIT = '''
@@ -41,8 +40,6 @@ if os.environ.get("MLX_RANK", "0") != "0":
 
     sys.addaudithook(_hook)
 '''
-ARGS = ["--stage", "stage1", "--base", "{model}", "--data", "{data}", "--out", "out", "--report", "report",
-        "--checkpoints", "checkpoints", "--params", "params.yaml"]
 # The 2-rank loss is the mean of each rank's per-token mean over its half of the batch; one process
 # takes the per-token mean over the whole batch. They differ by how unevenly the tokens split (batches
 # are built from length-sorted examples, so little), plus float summation order. Measured: 0.003.
@@ -54,12 +51,10 @@ def write_params(folder: Path, processes: int) -> None:
 
 
 def train(folder: Path, model: Path, data: Path, **env: str) -> subprocess.CompletedProcess:
-    args = [a.format(model=model, data=data) for a in ARGS]
     path = [str(folder.parent / "site"), *filter(None, [os.environ.get("PYTHONPATH")])]
     environ = {**os.environ, "PYTHONPATH": os.pathsep.join(path),
                "SYNTHFORGE_TEST_AUDIT": str(folder.parent / "audit"), **env}
-    return subprocess.run([sys.executable, "-m", "synthforge", "train", *args], cwd=folder, env=environ,
-                          capture_output=True, text=True, timeout=600)
+    return run_train(folder, model, data, environ)
 
 
 @pytest.fixture(scope="module")
@@ -83,11 +78,6 @@ def runs(setup, tmp_path_factory):
         db = f"sqlite:///{root / f'mlflow{n}.db'}"
         out[n] = (folder, train(folder, model, data, MLFLOW_TRACKING_URI=db), db)
     return out
-
-
-def curve(folder: Path) -> list[float]:
-    lines = (folder / "report" / "train_loss.csv").read_text().splitlines()[1:]
-    return [float(line.split(",")[1]) for line in lines]
 
 
 def test_two_ring_ranks_train_through_mlx_launch(runs):
@@ -122,7 +112,7 @@ def test_ranks_other_than_0_write_nothing(runs, setup):
 
 
 def test_two_ranks_follow_the_single_process_loss_curve(runs):
-    one, two = curve(runs[1][0]), curve(runs[2][0])
+    one, two = loss_curve(runs[1][0] / "report"), loss_curve(runs[2][0] / "report")
     assert runs[1][1].returncode == 0 and len(one) == len(two) == 4
     assert max(abs(a - b) for a, b in zip(one, two)) < LOSS_TOLERANCE
     assert one[-1] < one[0] - 0.2  # both actually trained

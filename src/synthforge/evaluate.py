@@ -61,9 +61,9 @@ def majority_baseline(tools: list[str]) -> dict:
     return {"tool": top, "tool_name_accuracy": tools.count(top) / len(tools)}
 
 
-def evaluate_model(name: str, base_dir: Path, adapter_dir: Path | None, data_dir: Path,
+def evaluate_model(name: str, base_dir: Path, adapter_dir: Path | None, data_dir: Path, prompts: list,
                    p: EvaluateParams, max_seq_length: int, progress: Progress | None = None) -> dict:
-    """All metrics of one model (base, or base + adapters)."""
+    """All metrics of one model (base, or base + adapters); ``prompts`` from :func:`held_out_prompts`."""
     from . import model as base_model
     from .toolcalls import generate_reply, score_reply
     from .training import encode_rows, eval_loss
@@ -75,7 +75,6 @@ def evaluate_model(name: str, base_dir: Path, adapter_dir: Path | None, data_dir
         examples = encode_rows(tokenizer, data_dir / f"{split}.jsonl", max_seq_length).examples
         metrics[f"{split}_loss"] = eval_loss(model, examples, p.batch_size, max_seq_length, p.loss_batches)
     metrics["test_perplexity"] = math.exp(min(metrics["test_loss"], 50.0))
-    prompts = held_out_prompts(data_dir / "test.jsonl", p.max_prompts)
     task = progress.add_task(f"evaluate {name}", total=len(prompts)) if progress else None
     scores = []
     for messages, expected, tools in prompts:
@@ -109,15 +108,16 @@ def evaluate(*, base_dir: Path, data_dir: Path, adapters: dict[str, Path], repor
     inputs = {str(data_dir / f): io.file_md5(data_dir / f) for f in ("valid.jsonl", "test.jsonl")}
     params = {"stage": "evaluate", **asdict(p), "max_seq_length": max_seq_length, "dvc_md5": inputs,
               "adapters": {k: str(v) for k, v in adapters.items()}}
+    prompts = held_out_prompts(data_dir / "test.jsonl", p.max_prompts)
     report = {}
     with stage_run("evaluate", params, resumed_from=prev.get("run_id"), params_path=params_path) as run:
         with Progress(transient=True) as progress:
             for name, folder in {"base": None, **adapters}.items():
-                report[name] = evaluate_model(name, base_dir, folder, data_dir, p, max_seq_length, progress)
+                report[name] = evaluate_model(name, base_dir, folder, data_dir, prompts, p, max_seq_length,
+                                              progress)
         final = list(adapters)[-1] if adapters else "base"
         report["final"] = final
-        report["majority_baseline"] = majority_baseline(
-            [expected_tool(e) for _, e, _ in held_out_prompts(data_dir / "test.jsonl", p.max_prompts)])
+        report["majority_baseline"] = majority_baseline([expected_tool(e) for _, e, _ in prompts])
         report["improvement"] = {
             "val_loss": report["base"]["valid_loss"] - report[final]["valid_loss"],
             "tool_name_accuracy": report[final]["tool_name_accuracy"] - report["base"]["tool_name_accuracy"],

@@ -51,6 +51,7 @@ class Remote:
 class Outputs:
     pushable: list[str]
     local_only: list[str]
+    unrecorded: list[str]  # pushable, but dvc.lock holds no hash for them
 
 
 def open_repo(start: Path):
@@ -83,7 +84,8 @@ def outputs(repo) -> Outputs:
     """Cached outputs of dvc.yaml, split into those a push stores and those it never does."""
     outs = [o for o in repo.index.outs if o.use_cache]
     return Outputs(pushable=sorted(o.def_path for o in outs if o.can_push),
-                   local_only=sorted(o.def_path for o in outs if not o.can_push))
+                   local_only=sorted(o.def_path for o in outs if not o.can_push),
+                   unrecorded=sorted(o.def_path for o in outs if o.can_push and not o.hash_info))
 
 
 def check(repo, remote: Remote, purpose: str = "push") -> str:
@@ -218,7 +220,6 @@ def _dvc(root: Path, *args: str) -> None:
 class Checked:
     """A project and one of its remotes, checked for a push or a pull."""
 
-    repo: object
     root: Path
     remote: Remote
     line: str
@@ -230,7 +231,7 @@ def prepare(start: Path, name: str | None, purpose: str) -> Checked:
     repo = open_repo(start)
     remote = resolve(repo, name)
     line = check(repo, remote, purpose)
-    return Checked(repo, Path(repo.root_dir), remote, line, outputs(repo))
+    return Checked(Path(repo.root_dir), remote, line, outputs(repo))
 
 
 def push(start: Path, name: str | None = None) -> Checked:
@@ -243,10 +244,9 @@ def push(start: Path, name: str | None = None) -> Checked:
 def pull(start: Path, name: str | None = None) -> Checked:
     """Check the remote, then pull every pushable output; fail if one of them is still missing."""
     c = prepare(start, name, "pull")
-    unrecorded = [o.def_path for o in c.repo.index.outs if o.use_cache and o.can_push and not o.hash_info]
-    if unrecorded:
-        raise RemoteError(f"dvc.lock records no version of {', '.join(unrecorded)}: on the machine that built "
-                          f"the data, commit dvc.lock after `dvc repro` and push, then pull here")
+    if c.outs.unrecorded:
+        raise RemoteError(f"dvc.lock records no version of {', '.join(c.outs.unrecorded)}: on the machine that "
+                          f"built the data, commit dvc.lock after `dvc repro` and push, then pull here")
     if c.outs.pushable:
         _dvc(c.root, "pull", "-r", c.remote.name, *c.outs.pushable)
     missing = [path for path in c.outs.pushable if not (c.root / path).exists()]

@@ -67,8 +67,14 @@ def local_uri(root: Path | None = None) -> str:
     return f"sqlite:///{project_root(root) / 'mlflow.db'}"
 
 
+def configured_uri(root: Path | None = None) -> str:
+    """What the environment asks for: ``MLFLOW_TRACKING_URI``, else the project's local store."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or local_uri(root)
+
+
 def tracking_uri(root: Path | None = None) -> str:
-    configured = os.environ.get("MLFLOW_TRACKING_URI") or local_uri(root)
+    """The URI in use: the configured one, or the local store after a fallback."""
+    configured = configured_uri(root)
     return _checked.get(configured, configured)
 
 
@@ -80,7 +86,7 @@ def preflight(timeout: float = 5.0) -> str:
     """The tracking URI to use, after checking that a tracking server answers (once per process)."""
     import requests
 
-    configured = os.environ.get("MLFLOW_TRACKING_URI") or local_uri()
+    configured = configured_uri()
     if configured in _checked or not is_server(configured):
         return tracking_uri()
     try:

@@ -155,14 +155,14 @@ def load_checkpoint(folder: Path, fp: str, model, optimizer) -> int:
     import mlx.core as mx
     from mlx.utils import tree_unflatten
 
-    if not checkpoint_iteration(folder, fp):
+    done = checkpoint_iteration(folder, fp)
+    if not done:
         if (folder / "state.json").exists():
             shutil.rmtree(folder, ignore_errors=True)
         return 0
-    state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
     model.load_weights(str(folder / "adapters.safetensors"), strict=False)
     optimizer.state = tree_unflatten(list(mx.load(str(folder / "optimizer.safetensors")).items()))
-    return int(state["iteration"])
+    return done
 
 
 def fit(model, optimizer, train_set: list, val_set: list, *, iters: int, batch_size: int,
